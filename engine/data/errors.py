@@ -29,3 +29,7 @@ class DataNotFoundError(DataError):
 
 class EarthdataLoginError(DataError):
     """NASA Earthdata credentials are needed and were not found."""
+
+
+class DataWarning(UserWarning):
+    """Something in the data was dropped or changed; the result is still usable."""
