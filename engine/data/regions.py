@@ -18,7 +18,6 @@ import shapely
 import xarray as xr
 from pyproj import Transformer
 from shapely.geometry import Polygon, box, shape
-from shapely.ops import transform as shapely_transform
 
 from engine.data.errors import RegionError
 from engine.data.grids import CRS, grid_spacing
@@ -35,6 +34,7 @@ __all__ = [
     "region_from_bounds",
     "window_on_grid",
     "grid_region",
+    "geometry_to_lonlat",
 ]
 
 #: A coarse outline of Greenland (longitude, latitude), hand-drawn along the
@@ -66,10 +66,21 @@ _TO_POLAR = Transformer.from_crs("EPSG:4326", CRS, always_xy=True)
 _TO_LONLAT = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
 
 
+def _reproject(transform, geometry):
+    """Apply a pyproj transform (x and y as separate arrays) to a geometry."""
+    return shapely.transform(geometry, lambda x, y: transform(x, y), interleaved=False)
+
+
+def geometry_to_lonlat(geometry: shapely.Geometry) -> shapely.Geometry:
+    """Reproject a geometry from EPSG:3413 metres to longitude/latitude."""
+    return _reproject(_TO_LONLAT.transform, geometry)
+
+
+
 def _greenland_polygon() -> Polygon:
     """The buffered Greenland outline in EPSG:3413."""
     outline = shapely.segmentize(Polygon(GREENLAND_OUTLINE_LONLAT), 0.5)
-    return shapely_transform(_TO_POLAR.transform, outline).buffer(_OUTLINE_BUFFER_M)
+    return _reproject(_TO_POLAR.transform, outline).buffer(_OUTLINE_BUFFER_M)
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,7 @@ class Region:
 
     def to_lonlat(self) -> Polygon:
         """The outline in longitude and latitude (EPSG:4326)."""
-        return shapely_transform(_TO_LONLAT.transform, self.polygon)
+        return _reproject(_TO_LONLAT.transform, self.polygon)
 
     def to_geojson(self) -> dict[str, Any]:
         """The outline as a GeoJSON geometry in longitude and latitude."""
@@ -109,7 +120,8 @@ class Region:
 
 def _checked_shape(polygon: Polygon, name: str) -> None:
     """Raise RegionError for a polygon of zero area or with crossing edges."""
-    if polygon.is_empty or polygon.convex_hull.area <= 0:
+    # (Corners on one line leave a hull of zero area, up to rounding.)
+    if polygon.is_empty or polygon.convex_hull.area <= 1e-9 * polygon.length**2:
         raise RegionError(
             f"{name} has zero area (all its corners on one line or one point): "
             "draw a rectangle or a polygon that encloses an area"
@@ -196,7 +208,7 @@ def region_from_geojson(
     _checked_shape(polygon, name)
 
     # Reproject (edges densified so that they follow the lon/lat lines).
-    polar = shapely_transform(_TO_POLAR.transform, shapely.segmentize(polygon, 0.05))
+    polar = _reproject(_TO_POLAR.transform, shapely.segmentize(polygon, 0.05))
     return _checked(polar, name)
 
 
