@@ -28,6 +28,11 @@ def _print_summary(summary: dict[str, Any], indent: int = 0) -> None:
         if isinstance(value, dict):
             print(f"{pad}{key}:")
             _print_summary(value, indent + 2)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            print(f"{pad}{key}:")
+            for item in value:
+                print(f"{pad}  -")
+                _print_summary(item, indent + 4)
         elif isinstance(value, float):
             print(f"{pad}{key}: {value:.6g}")
         elif isinstance(value, (tuple, list)) and all(

@@ -28,56 +28,57 @@ def data_dir() -> Path:
     return Path(value)
 
 
-def _real_file(data_dir: Path, relative: str) -> Path:
-    path = data_dir / relative
-    if not path.is_file():
-        pytest.skip(f"{relative} not found in {data_dir}: {FETCH_HINT}")
-    return path
+def _real_file(dataset: str, filename: str) -> Path:
+    """A demo file from the data directory or the cache; skip when absent."""
+    from engine.data.errors import DataNotFoundError
+    from engine.data.registry import locate
+
+    try:
+        return locate(dataset, filename)
+    except DataNotFoundError:
+        pytest.skip(f"{filename} not found: {FETCH_HINT}")
 
 
 @pytest.fixture(scope="session")
-def helheim_grid_path(data_dir: Path) -> Path:
+def helheim_grid_path() -> Path:
     """The Helheim HDF5 grid in the DeepTopoNet schema."""
-    return _real_file(data_dir, "pinnicle_greenland/subdomain_data.h5")
+    return _real_file("helheim", "subdomain_data.h5")
 
 
 @pytest.fixture(scope="session")
-def helheim_bedmachine_path(data_dir: Path) -> Path:
+def helheim_bedmachine_path() -> Path:
     """The BedMachine Greenland v6.5 subset next to the Helheim grid."""
-    return _real_file(data_dir, "pinnicle_greenland/subdomain_bed.nc")
+    return _real_file("helheim", "subdomain_bed.nc")
 
 
 @pytest.fixture(scope="session")
-def helheim_radar_mat_path(data_dir: Path) -> Path:
+def helheim_radar_mat_path() -> Path:
     """Helheim radar thickness picks, MATLAB v7.3."""
-    return _real_file(data_dir, "pinnicle_greenland/flightTracks.mat")
+    return _real_file("helheim", "flightTracks.mat")
 
 
 @pytest.fixture(scope="session")
-def helheim_radar_csv_path(data_dir: Path) -> Path:
-    """Helheim radar thickness picks, plain CSV."""
-    return _real_file(data_dir, "pinnicle_greenland/flightTracks_helheim.csv")
+def helheim_radar_csv_path() -> Path:
+    """Helheim radar thickness picks, plain CSV (a local copy of the .mat)."""
+    return _real_file("helheim", "flightTracks_helheim.csv")
 
 
 @pytest.fixture(scope="session")
-def narsap_radar_mat_path(data_dir: Path) -> Path:
+def narsap_radar_mat_path() -> Path:
     """Narsap Sermia radar thickness picks, MATLAB v5."""
-    return _real_file(data_dir, "pinnicle_greenland/ProcessedTracks.mat")
+    return _real_file("narsap", "ProcessedTracks.mat")
 
 
 @pytest.fixture(scope="session")
-def bed_points_79n_path(data_dir: Path) -> Path:
+def bed_points_79n_path() -> Path:
     """79N Glacier bed-elevation points (X, Y, Bed)."""
-    return _real_file(data_dir, "gstatsim_79N/Nioghalvfjerds_bed_data.csv")
+    return _real_file("nioghalvfjerds_79n", "Nioghalvfjerds_bed_data.csv")
 
 
 @pytest.fixture(scope="session")
-def wfde5_dir(data_dir: Path) -> Path:
+def wfde5_dir() -> Path:
     """Folder of the six WFDE5 hourly NetCDF files (UK, January 2017)."""
-    path = data_dir / "wfde5_uk_201701"
-    if not any(path.glob("*.nc")):
-        pytest.skip(f"wfde5_uk_201701 not found in {data_dir}: {FETCH_HINT}")
-    return path
+    return _real_file("wfde5_uk_201701", "air_temperature.nc").parent
 
 
 @pytest.fixture

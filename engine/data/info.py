@@ -137,8 +137,8 @@ def describe_file(path: str | PathLike[str]) -> dict[str, Any]:
             return describe_grid(read_bedmachine(path), kind="BedMachine Greenland")
         from engine.data.climate import describe_cube, open_climate_cube
 
-        summary = describe_cube(open_climate_cube([path]))
-        summary = summary if isinstance(summary, dict) else vars(summary)
+        with open_climate_cube([path]) as cube:
+            summary = describe_cube(cube).to_dict()
         return {"kind": "climate cube", **summary}
 
     # Radar picks in any of their formats.
