@@ -38,3 +38,11 @@ def test_home_map_shows_demo_grid_and_radar_offline(
     # Nothing was fetched from outside the machine.
     assert page.blocked_requests == []
     page.screenshot(path=str(screenshot_dir / "home.png"), full_page=True)
+
+    # Zooming to the demo region redraws the map around the Helheim grid.
+    page.get_by_text("Helheim demo", exact=True).click()
+    frame = page.frame_locator('iframe[title="streamlit_folium.st_folium"]')
+    frame.locator("path.leaflet-interactive").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(screenshot_dir / "home_helheim.png"), full_page=True)
+    assert page.blocked_requests == []
