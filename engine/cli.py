@@ -105,9 +105,19 @@ def _cmd_region(args: argparse.Namespace) -> int:
     from engine.data.regions import region_from_lonlat_box, window_on_grid
 
     path = Path(args.grid)
-    is_hdf5 = path.suffix in (".h5", ".hdf5")
-    grid = read_topo_hdf5(path) if is_hdf5 else read_bedmachine(path)
-    window = window_on_grid(region_from_lonlat_box(*args.box), grid)
+    region = region_from_lonlat_box(*args.box)
+    if path.suffix in (".h5", ".hdf5"):
+        grid = read_topo_hdf5(path)
+    else:
+        # Read only the box (plus a cell) of a possibly whole-Greenland file.
+        x_min, y_min, x_max, y_max = region.bounds
+        pad = 150.0
+        grid = read_bedmachine(
+            path,
+            bounds=(x_min - pad, y_min - pad, x_max + pad, y_max + pad),
+            variables=["mask"],
+        )
+    window = window_on_grid(region, grid)
     print(f"window: rows {window.rows.start}..{window.rows.stop - 1}, "
           f"cols {window.cols.start}..{window.cols.stop - 1}")
     print(f"cells in the region: {window.n_cells:,} of {window.spacing:.0f} m "

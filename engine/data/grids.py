@@ -158,7 +158,11 @@ def finish_grid(grid: xr.Dataset, *, origin: str) -> xr.Dataset:
 def _check_regular(values: np.ndarray, axis_name: str, path: Path) -> None:
     """Raise SchemaError unless a coordinate is regularly spaced."""
     steps = np.diff(values)
-    if steps.size == 0 or not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-3):
+    if (
+        steps.size == 0
+        or np.any(steps == 0)
+        or not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-3)
+    ):
         raise SchemaError(
             f"{path.name}: the {axis_name} coordinate is not a regular grid; "
             "regrid the file to a regular EPSG:3413 grid first"
@@ -229,12 +233,18 @@ def read_topo_hdf5(path: str | PathLike[str]) -> xr.Dataset:
                 "probably truncated: download it again"
             ) from exc
 
-    # Arrays are [x, y]: x varies along axis 0, y along axis 1.
+    # Arrays are [x, y]: x varies along axis 0, y along axis 1. A file
+    # written [y, x] instead is told by where surf_x varies, and read as such.
     if x2d.ndim != 2 or x2d.shape != y2d.shape:
         raise SchemaError(
             f"{path.name}: surf_x and surf_y must be 2-D arrays of one shape, "
             f"got {x2d.shape} and {y2d.shape}"
         )
+    stored_y_x = np.ptp(x2d[0, :]) > 0 and np.ptp(x2d[:, 0]) == 0
+    if stored_y_x:
+        log.info("%s stores its arrays [y, x]; reading them as such", path.name)
+        x2d, y2d = x2d.T, y2d.T
+        arrays = {name: values.T for name, values in arrays.items()}
     x = x2d[:, 0]
     y = y2d[0, :]
     _check_regular(x, "x", path)

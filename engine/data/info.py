@@ -12,7 +12,13 @@ import xarray as xr
 from pyproj import Transformer
 
 from engine.data.errors import FileFormatError
-from engine.data.grids import CRS, read_bedmachine, read_topo_hdf5
+from engine.data.grids import (
+    CRS,
+    VARIABLE_ATTRS,
+    finish_grid,
+    read_bedmachine,
+    read_topo_hdf5,
+)
 from engine.data.radar import read_radar
 
 __all__ = ["describe_file", "describe_grid", "describe_picks"]
@@ -127,7 +133,9 @@ def describe_file(path: str | PathLike[str]) -> dict[str, Any]:
     if suffix in (".nc", ".nc4", ".netcdf"):
         try:
             with xr.open_dataset(path) as ds:
-                is_bedmachine = {"x", "y"} <= set(ds.coords) and "bed" in ds
+                has_xy = {"x", "y"} <= set(ds.coords)
+                is_bedmachine = has_xy and "bed" in ds
+                is_grid = has_xy and bool(set(VARIABLE_ATTRS) & set(ds.data_vars))
         except (OSError, ValueError) as exc:
             raise FileFormatError(
                 f"{path.name} is not a readable NetCDF file ({exc}); it may be "
@@ -135,6 +143,10 @@ def describe_file(path: str | PathLike[str]) -> dict[str, Any]:
             ) from exc
         if is_bedmachine:
             return describe_grid(read_bedmachine(path), kind="BedMachine Greenland")
+        if is_grid:
+            # A grid written by this project (a twin, a prediction).
+            grid = finish_grid(xr.load_dataset(path), origin=path.name)
+            return describe_grid(grid, kind="grid (NetCDF)")
         from engine.data.climate import describe_cube, open_climate_cube
 
         with open_climate_cube([path]) as cube:

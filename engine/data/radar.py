@@ -58,10 +58,11 @@ def _numeric(frame: pd.DataFrame, column: str, name: str) -> np.ndarray:
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        line = int(raw.index[first]) + 2  # the header is line 1
         raise SchemaError(
             f"{name}: column '{column}' holds text where numbers are expected "
-            f"(row {row + 2} of the file: {raw.iloc[row]!r}); fix or remove those "
+            f"(row {line} of the file: {raw.iloc[first]!r}); fix or remove those "
             "rows"
         )
     out = values.to_numpy(dtype="float64", copy=True)
@@ -76,6 +77,7 @@ def _picks_frame(
     ice_thickness: np.ndarray | None = None,
     bed_elevation: np.ndarray | None = None,
     source: np.ndarray | None = None,
+    line_id: np.ndarray | None = None,
     origin: str,
 ) -> pd.DataFrame:
     """Assemble, check and clean a radar-picks table."""
@@ -92,7 +94,11 @@ def _picks_frame(
                 if source is None
                 else np.nan_to_num(source, nan=-1).astype("int64")
             ),
-            "line_id": np.full(n, -1, dtype="int64"),
+            "line_id": (
+                np.full(n, -1, dtype="int64")
+                if line_id is None
+                else np.nan_to_num(line_id, nan=-1).astype("int64")
+            ),
         }
     )
 
@@ -176,14 +182,18 @@ def _read_matlab(path: Path) -> dict[str, np.ndarray]:
 def _read_csv(path: Path) -> pd.DataFrame:
     """Read a CSV with a header, with clear errors for unreadable files."""
     try:
-        frame = pd.read_csv(path, skipinitialspace=True, dtype=str)
+        # Blank lines are kept while reading so that row numbers in messages
+        # are the file's own; they are dropped just after.
+        frame = pd.read_csv(
+            path, skipinitialspace=True, dtype=str, skip_blank_lines=False
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise FileFormatError(
             f"{path.name} is not a readable CSV file ({exc}); it needs a header row "
             "and comma-separated values"
         ) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return frame.dropna(how="all")
 
 
 def _from_cresis(frame: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -213,7 +223,7 @@ def _from_cresis(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     picks = _picks_frame(
         np.asarray(x), np.asarray(y), ice_thickness=thick, source=source, origin=name
     )
-    picks.attrs["line_ids_from_file"] = source is not None
+    picks.attrs["line_ids_from_file"] = "source" if source is not None else None
     return picks
 
 
@@ -284,17 +294,30 @@ def read_radar(path: str | PathLike[str]) -> pd.DataFrame:
     lower = {c.lower(): c for c in frame.columns}
     if {"LAT", "LON", "THICK"} <= upper:
         picks = _from_cresis(frame, path.name)
-    elif {"x", "y", "thickness"} <= set(lower):
+    elif {"x", "y"} <= set(lower) and {"thickness", "ice_thickness"} & set(lower):
+        # Plain picks, or a table written in this project's own columns.
+        thickness = lower.get("thickness", lower.get("ice_thickness"))
         source = (
             _numeric(frame, lower["source"], path.name) if "source" in lower else None
+        )
+        bed = (
+            _numeric(frame, lower["bed_elevation"], path.name)
+            if "bed_elevation" in lower
+            else None
+        )
+        line_id = (
+            _numeric(frame, lower["line_id"], path.name) if "line_id" in lower else None
         )
         picks = _picks_frame(
             _numeric(frame, lower["x"], path.name),
             _numeric(frame, lower["y"], path.name),
-            ice_thickness=_numeric(frame, lower["thickness"], path.name),
+            ice_thickness=_numeric(frame, thickness, path.name),
+            bed_elevation=bed,
             source=source,
+            line_id=line_id,
             origin=path.name,
         )
+        picks.attrs["line_ids_from_file"] = "line_id" if line_id is not None else None
     elif {"x", "y", "bed"} <= set(lower):
         picks = _picks_frame(
             _numeric(frame, lower["x"], path.name),
@@ -308,11 +331,11 @@ def read_radar(path: str | PathLike[str]) -> pd.DataFrame:
             "expected x, y, thickness[, source] (EPSG:3413 m), or LAT, LON, THICK "
             "(CReSIS L2), or X, Y, Bed (bed points)"
         )
-    return assign_flight_lines(picks, by_source=picks.attrs.get("line_ids_from_file"))
+    return assign_flight_lines(picks, ids_from=picks.attrs.get("line_ids_from_file"))
 
 
 def assign_flight_lines(
-    picks: pd.DataFrame, *, gap_factor: float = 10.0, by_source: bool | None = None
+    picks: pd.DataFrame, *, gap_factor: float = 10.0, ids_from: str | None = None
 ) -> pd.DataFrame:
     """Give every pick a flight-line id, so whole lines can be held out.
 
@@ -328,9 +351,10 @@ def assign_flight_lines(
         A radar-picks table in file order.
     gap_factor : float, default 10
         How many median steps make a gap between two lines.
-    by_source : bool, optional
-        When true, the ``source`` ids are the file's own line ids (CReSIS
-        frames) and are used as they are, without cutting at gaps.
+    ids_from : str, optional
+        A column holding the file's own line ids (``"source"`` for CReSIS
+        frames, ``"line_id"`` for tables written by this project); they are
+        used as they are, without cutting at gaps.
 
     Returns
     -------
@@ -343,12 +367,12 @@ def assign_flight_lines(
         return picks
 
     # The file's own ids, when it has them, are the lines.
-    source = picks["source"].to_numpy()
-    if by_source:
-        picks["line_id"] = pd.factorize(source)[0].astype("int64")
+    if ids_from:
+        picks["line_id"] = pd.factorize(picks[ids_from].to_numpy())[0].astype("int64")
         return picks
 
     # Otherwise cut at source changes and at gaps much longer than a step.
+    source = picks["source"].to_numpy()
     step = np.hypot(np.diff(picks["x"].to_numpy()), np.diff(picks["y"].to_numpy()))
     typical = float(np.median(step[step > 0])) if np.any(step > 0) else 0.0
     new_line = (step > gap_factor * typical) | (source[1:] != source[:-1])

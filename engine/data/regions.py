@@ -183,8 +183,9 @@ def region_from_geojson(
             "or a polygon"
         )
     try:
-        polygon = shape(geometry)
-    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        # Positions may carry an altitude (RFC 7946); only lon and lat count.
+        polygon = shapely.force_2d(shape(geometry))
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise RegionError(
             f"{name} is not a readable GeoJSON polygon ({exc}): draw it again"
         ) from exc
@@ -198,7 +199,9 @@ def region_from_geojson(
             f"{name}: coordinates beyond +-90 latitude or +-180 longitude; GeoJSON "
             "gives longitude first, then latitude, in degrees"
         )
-    if np.all(np.abs(lon) < 30) and np.all(lat < -10):
+    # Greenland is 59-84 N and 11-74 W: latitudes there in the first place
+    # and negative longitudes in the second mean the pair is swapped.
+    if np.all((lon >= 59) & (lon <= 84)) and np.all((lat >= -75) & (lat <= -10)):
         raise RegionError(
             f"{name}: latitude and longitude look swapped (latitudes {lat.min():.1f}"
             f"..{lat.max():.1f}); GeoJSON gives longitude first, then latitude"
