@@ -128,6 +128,29 @@ def _cmd_region(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from engine.jobs import queue, store, worker
+
+    root = Path(args.root) if getattr(args, "root", None) else None
+    if args.command == "scheduler":
+        queue.run_scheduler(root, max_parallel=args.max_parallel)
+    elif args.command == "run":
+        worker.run_job(args.job_id, root)
+    elif args.command == "submit":
+        params = dict(item.split("=", 1) for item in args.param)
+        state = queue.submit(args.task, params, root=root)
+        print(state.job_id)
+    elif args.command == "cancel":
+        state = queue.cancel(args.job_id, root)
+        print(f"{state.job_id}: cancel asked ({state.state})")
+    else:
+        for job in store.list_jobs(root):
+            fraction = job.progress.get("fraction")
+            done = f" {fraction:.0%}" if isinstance(fraction, float) else ""
+            print(f"{job.job_id}  {job.task:12s} {job.state:9s}{done} {job.error}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m engine``."""
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
@@ -165,6 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     region.add_argument("--radar", help="radar file to count picks and lines")
     region.set_defaults(func=_cmd_region)
+
+    jobs = subjects.add_parser("jobs", help="the job queue")
+    jobs.add_argument("--root", help="runs folder (default: $GREENBED_RUNS_DIR)")
+    job_commands = jobs.add_subparsers(dest="command", required=True)
+    job_commands.add_parser("list", help="list jobs, newest first")
+    submit = job_commands.add_parser("submit", help="queue a registered task")
+    submit.add_argument("task")
+    submit.add_argument("--param", action="append", default=[], help="KEY=VALUE")
+    cancel = job_commands.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("job_id")
+    run = job_commands.add_parser("run", help="run one job (the queue does this)")
+    run.add_argument("job_id")
+    run.add_argument("--root", help=argparse.SUPPRESS)
+    scheduler = job_commands.add_parser("scheduler", help="run the queue")
+    scheduler.add_argument("--root", help=argparse.SUPPRESS)
+    scheduler.add_argument("--max-parallel", type=int, default=None)
+    jobs.set_defaults(func=_cmd_jobs)
     return parser
 
 
