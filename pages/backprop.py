@@ -10,6 +10,7 @@ import hashlib
 import streamlit as st
 
 from engine import backprop as bp
+from engine.data.errors import DataError
 from ui import backprop as ui
 
 
@@ -34,6 +35,21 @@ def choose_data() -> bp.Dataset | None:
         noise = left.slider("Noise", 0.0, 0.5, 0.1, step=0.05, key=ui.NOISE)
         seed = right.number_input("Data seed", 0, 10_000, 0, key=ui.DATA_SEED)
         return ui.toy_data(name, int(count), float(noise), int(seed))
+
+    # A few cells of the bed-topography demo grid
+    if source == ui.SOURCES[2]:
+        left, right = st.columns(2)
+        count = left.slider("Cells", 20, 400, 120, step=10, key=ui.N_CELLS)
+        seed = right.number_input("Data seed", 0, 10_000, 0, key=ui.CELL_SEED)
+        st.caption(
+            "Surface elevation and speed of Helheim cells, standardised; the "
+            "class is whether BedMachine's bed lies below sea level."
+        )
+        try:
+            return ui.bed_data(int(count), int(seed))
+        except DataError as error:
+            st.error(f"The bed-topography cells are not available: {error}")
+            return None
 
     # CSV upload
     limit = (

@@ -15,6 +15,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine import backprop as bp
+from engine.data.grids import read_topo_hdf5
+from engine.data.registry import locate
 
 # Session-state keys, all under "backprop." so that no page collides.
 LARGE_FONTS = "backprop.large_fonts"
@@ -23,6 +25,8 @@ TOY_NAME = "backprop.toy_name"
 N_POINTS = "backprop.n_points"
 NOISE = "backprop.noise"
 DATA_SEED = "backprop.data_seed"
+N_CELLS = "backprop.n_cells"
+CELL_SEED = "backprop.cell_seed"
 CSV_FILE = "backprop.csv_file"
 PRESET = "backprop.preset"
 HIDDEN_LAYERS = "backprop.hidden_layers"
@@ -55,7 +59,7 @@ def activation_key(index: int) -> str:
 
 
 #: Data sources offered by the page.
-SOURCES = ("Toy data set", "CSV upload")
+SOURCES = ("Toy data set", "CSV upload", "Bed-topography cells (Helheim)")
 
 #: Output heads, as the page names them.
 HEAD_LABELS: dict[str, str] = {
@@ -167,6 +171,17 @@ def font_size(large: bool) -> int:
 def toy_data(name: str, n_points: int, noise: float, seed: int) -> bp.Dataset:
     """A toy data set, drawn once per argument set."""
     return bp.make_toy(name, n_points, noise, seed)
+
+
+@st.cache_data(show_spinner="Reading the Helheim grid...")
+def bed_data(n_points: int, seed: int) -> bp.Dataset:
+    """Cells of the Helheim demo grid (data directory or cache).
+
+    Raises the data layer's ``DataError`` (not cached) when the grid is not
+    at hand.
+    """
+    grid = read_topo_hdf5(locate("helheim", "subdomain_data.h5"))
+    return bp.bed_cells(grid, n_points, seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

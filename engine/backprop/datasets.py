@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
 
 from engine.backprop.errors import (
     BackpropError,
@@ -434,3 +435,78 @@ def encode_targets(labels: np.ndarray, output_dim: int, n_classes: int) -> np.nd
             f"classes; give the last dense layer {n_classes} outputs"
         )
     return np.eye(n_classes)[labels]
+
+
+def bed_cells(grid: xr.Dataset, n_points: int = 120, seed: int = 0) -> Dataset:
+    """A few cells of a bed-topography grid: is the bed below sea level?
+
+    Two features per cell, the surface elevation (m) and the surface speed
+    (m a-1, from the two velocity components), and two classes from the
+    BedMachine bed: ``below sea level`` (bed < 0 m) and ``above``. Fast ice
+    over a deep bed is the pattern a small network can learn here. The
+    features are standardised to mean 0 and deviation 1.
+
+    Parameters
+    ----------
+    grid : xarray.Dataset
+        A grid of ``engine.data`` (dims ``("y", "x")``, EPSG:3413) with
+        ``surface_elevation``, ``surface_velocity_x``,
+        ``surface_velocity_y`` and ``bed_bedmachine``.
+    n_points : int
+        Number of cells drawn, 4 or more, half from each class where the
+        grid has enough of both.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    Dataset
+        ``features`` of shape ``(n_points, 2)``.
+    """
+    # Check the grid and the count
+    needed = ["surface_elevation", "surface_velocity_x", "surface_velocity_y"]
+    needed.append("bed_bedmachine")
+    missing = [name for name in needed if name not in grid]
+    if missing:
+        raise BackpropError(
+            f"the grid lacks {missing}; use a bed-topography grid with surface "
+            "elevation, velocity and the BedMachine bed"
+        )
+    if n_points < 4:
+        raise BackpropError(f"n_points is {n_points}; ask for 4 or more points")
+
+    # Features and classes of every cell with finite values
+    elevation = grid["surface_elevation"].to_numpy().ravel().astype("float64")
+    speed = np.hypot(
+        grid["surface_velocity_x"].to_numpy().ravel(),
+        grid["surface_velocity_y"].to_numpy().ravel(),
+    ).astype("float64")
+    below = grid["bed_bedmachine"].to_numpy().ravel() < 0
+    ok = np.isfinite(elevation) & np.isfinite(speed)
+
+    # Draw half the cells from each class (as far as each has cells)
+    rng = np.random.default_rng(seed)
+    pools = [np.flatnonzero(ok & below), np.flatnonzero(ok & ~below)]
+    wanted = [n_points // 2, n_points - n_points // 2]
+    chosen = [
+        rng.choice(pool, size=min(count, pool.size), replace=False)
+        for pool, count in zip(pools, wanted, strict=True)
+    ]
+    cells = np.concatenate(chosen)
+    if min(len(c) for c in chosen) == 0:
+        raise BackpropError(
+            "the grid's cells all lie on one side of sea level; pick a region "
+            "with bed both below and above 0 m"
+        )
+    labels = np.concatenate([np.full(len(c), k) for k, c in enumerate(chosen)])
+
+    # Standardise, shuffle
+    features, _, _ = standardize(np.column_stack([elevation[cells], speed[cells]]))
+    order = rng.permutation(len(cells))
+    return Dataset(
+        name="bed-topography cells",
+        features=features[order],
+        labels=labels[order].astype("int64"),
+        feature_names=("surface elevation (z)", "surface speed (z)"),
+        class_names=("bed below sea level", "bed above sea level"),
+    )

@@ -105,3 +105,23 @@ def test_custom_network_training_and_large_fonts(app: AppTest) -> None:
     assert any("Full-batch gradient descent" in c.value for c in app.caption)
     # The order-of-multiplication sentence gives both counts
     assert any("Reverse order takes" in m.value for m in app.markdown)
+
+
+def test_bed_topography_cells_are_an_input(app: AppTest, helheim_grid_path) -> None:
+    # Cells of the Helheim grid in place of a toy set; the chain still runs.
+    app.radio(key=ui.SOURCE).set_value(ui.SOURCES[2]).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    assert int(app.slider(key=ui.STEP).max) >= 5
+
+
+def test_bed_topography_cells_missing_say_how_to_fetch(
+    app: AppTest, tmp_path, monkeypatch
+) -> None:
+    # No data directory and an empty cache: a message, not a traceback.
+    monkeypatch.setenv("GREENBED_DATA_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("GREENBED_CACHE_DIR", str(tmp_path / "cache"))
+    ui.bed_data.clear()  # an earlier test may have cached the cells
+    app.radio(key=ui.SOURCE).set_value(ui.SOURCES[2]).run()
+    assert not app.exception
+    assert any("python -m engine data fetch" in e.value for e in app.error)

@@ -175,3 +175,33 @@ def test_encode_targets() -> None:
         encode_targets(labels, 2, 3)
     with pytest.raises(TargetError, match="3 classes"):
         encode_targets(labels, 1, 3)
+
+
+def test_bed_cells_balance_the_classes_and_standardise(helheim_grid_path):
+    from engine.backprop.datasets import bed_cells
+    from engine.data.grids import read_topo_hdf5
+
+    grid = read_topo_hdf5(helheim_grid_path)
+    data = bed_cells(grid, 60, seed=3)
+
+    # Half the cells below sea level, half above; two standardised features.
+    assert data.features.shape == (60, 2)
+    assert np.bincount(data.labels).tolist() == [30, 30]
+    # Standardised over the 60 drawn cells: exact up to float rounding.
+    np.testing.assert_allclose(data.features.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(data.features.std(axis=0), 1.0, rtol=1e-12)
+
+    # The same seed draws the same cells.
+    again = bed_cells(grid, 60, seed=3)
+    np.testing.assert_array_equal(data.features, again.features)
+
+
+def test_bed_cells_refuse_a_grid_without_the_fields():
+    import xarray as xr
+
+    from engine.backprop.datasets import bed_cells
+    from engine.backprop.errors import BackpropError
+
+    grid = xr.Dataset({"surface_elevation": (("y", "x"), np.zeros((4, 4)))})
+    with pytest.raises(BackpropError, match="lacks"):
+        bed_cells(grid, 10)
