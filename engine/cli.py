@@ -7,6 +7,8 @@ Examples::
     python -m engine data fetch helheim
     python -m engine data twin --seed 3 --out twin.nc
     python -m engine data region subdomain_data.h5 --box -38.9 66.4 -38.5 66.6
+    python -m engine data bedmachine --preset "Upernavik Isstrom"
+    python -m engine jobs list
 """
 
 from __future__ import annotations
@@ -128,6 +130,29 @@ def _cmd_region(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_earthdata(args: argparse.Namespace) -> int:
+    from engine.data import earthdata
+    from engine.data.regions import PRESET_REGIONS, region_from_lonlat_box
+
+    # The region: a preset by name or a longitude/latitude box.
+    if args.preset:
+        region = region_from_lonlat_box(*PRESET_REGIONS[args.preset], name=args.preset)
+    elif args.box:
+        region = region_from_lonlat_box(*args.box)
+    else:
+        print("give --box LON_MIN LAT_MIN LON_MAX LAT_MAX or --preset NAME")
+        return 2
+
+    # BedMachine cut to the region, or the radar files that cross it.
+    if args.command == "bedmachine":
+        print(earthdata.fetch_bedmachine(region))
+    else:
+        temporal = (args.start, args.end) if args.start or args.end else None
+        for path in earthdata.fetch_radar(region, temporal=temporal):
+            print(path)
+    return 0
+
+
 def _cmd_jobs(args: argparse.Namespace) -> int:
     from engine.jobs import queue, store, worker
 
@@ -188,6 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     region.add_argument("--radar", help="radar file to count picks and lines")
     region.set_defaults(func=_cmd_region)
+
+    from engine.data.regions import PRESET_REGIONS
+
+    for name, what in (
+        ("bedmachine", "cut BedMachine Greenland to a region (NASA Earthdata)"),
+        ("radar", "download IceBridge radar crossing a region (NASA Earthdata)"),
+    ):
+        fetcher = commands.add_parser(name, help=what)
+        fetcher.add_argument(
+            "--box",
+            nargs=4,
+            type=float,
+            metavar=("LON_MIN", "LAT_MIN", "LON_MAX", "LAT_MAX"),
+        )
+        fetcher.add_argument("--preset", choices=sorted(PRESET_REGIONS))
+        if name == "radar":
+            fetcher.add_argument("--start", help="first date, YYYY-MM-DD")
+            fetcher.add_argument("--end", help="last date, YYYY-MM-DD")
+        fetcher.set_defaults(func=_cmd_earthdata)
 
     jobs = subjects.add_parser("jobs", help="the job queue")
     jobs.add_argument("--root", help="runs folder (default: $GREENBED_RUNS_DIR)")

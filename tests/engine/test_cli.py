@@ -253,3 +253,20 @@ def test_incomplete_commands_print_usage_and_exit_2(
         main(argv)
     assert info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_bedmachine_fetch_without_a_login_says_how_to_get_one(
+    tmp_path, monkeypatch, capsys
+):
+    from engine.cli import main
+
+    # No credentials anywhere: the first use explains the free login.
+    for name in ("EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "EARTHDATA_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GREENBED_CACHE_DIR", str(tmp_path / "cache"))
+    code = main(["data", "bedmachine", "--preset", "Upernavik Isstrom"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "urs.earthdata.nasa.gov" in err
+    assert "EARTHDATA_USERNAME" in err
