@@ -11,11 +11,16 @@ What exists:
   150 m, and an MC-dropout switch;
 - ``losses``: ``BalancedLoss``, the radar and BedMachine terms with the
   paper's dynamic balance, fixed weights or learned uncertainty weights;
-- ``targets``: radar picks averaged on the fine cells of a window.
+- ``targets``: radar picks averaged on the fine cells of a window;
+- ``splits``: flight-line and block hold-outs (and the released, leaky
+  random patch split, with a warning);
+- ``patches``: training targets, the patches a split allows, and a torch
+  Dataset of them;
+- ``training``: ``train``, ``TrainConfig`` and its presets, checkpoints
+  in a run folder and ``load_model``.
 
-Not written yet: patch sampling and spatial splits, the training loop,
-tiled prediction over a region (with MC-dropout sampling) and evaluation
-against radar and BedMachine.
+Not written yet: tiled prediction over a region (with MC-dropout
+sampling) and evaluation against radar and BedMachine.
 
 Nothing here imports streamlit or prints; messages go to ``warnings`` and
 ``logging``.
