@@ -46,7 +46,8 @@ a list; :func:`kriging_variogram` reports both sills by name.
 
 References
 ----------
-PyKrige (Murphy, Mueller, Yurchak), https://github.com/GeoStat-Framework/PyKrige.
+PyKrige (Murphy, Mueller, Yurchak),
+https://github.com/GeoStat-Framework/PyKrige.
 """
 
 from __future__ import annotations
@@ -190,8 +191,12 @@ def radar_cells(
     cells = radar_to_fine_grid(px, py, bed, x=x, y=y, factor=1)
     row, col = np.nonzero(cells.mask)
     finite = np.isfinite(bed)
-    mean_x = radar_to_fine_grid(px, py, np.where(finite, px, np.nan), x=x, y=y, factor=1)
-    mean_y = radar_to_fine_grid(px, py, np.where(finite, py, np.nan), x=x, y=y, factor=1)
+    mean_x = radar_to_fine_grid(
+        px, py, np.where(finite, px, np.nan), x=x, y=y, factor=1
+    )
+    mean_y = radar_to_fine_grid(
+        px, py, np.where(finite, py, np.nan), x=x, y=y, factor=1
+    )
     return RadarCells(
         row=row.astype("int64"),
         col=col.astype("int64"),
@@ -240,11 +245,8 @@ def _linear(grid: xr.Dataset, cells: RadarCells) -> np.ndarray:
     return np.where(np.isfinite(inside), inside, nearest)
 
 
-def _thin(cells: RadarCells, most: int, seed: int) -> RadarCells:
-    """At most ``most`` radar cells, drawn at random without replacement."""
-    if cells.bed.size <= most:
-        return cells
-    keep = np.sort(np.random.default_rng(seed).choice(cells.bed.size, most, replace=False))
+def _subset(cells: RadarCells, keep: np.ndarray) -> RadarCells:
+    """The radar cells picked by an index or boolean array."""
     return RadarCells(
         row=cells.row[keep],
         col=cells.col[keep],
@@ -321,18 +323,20 @@ def _kriging(
     offset: np.ndarray | None = None,
 ) -> np.ndarray:
     """Ordinary kriging of the cell values (less an offset) onto the grid."""
-    _check_cells(cells, "kriging", 3)
-    cells = _thin(cells, max_points, seed)
-
     # Values to krige: the bed, or the bed less BedMachine at the cell.
     values = cells.bed
     if offset is not None:
         values = values - offset[cells.row, cells.col]
     finite = np.isfinite(values)
-    if not finite.all():
-        cells = RadarCells(*(a[finite] for a in (cells.row, cells.col, cells.x, cells.y)), values[finite])
-        values = values[finite]
-        _check_cells(cells, "kriging", 3)
+    cells = _subset(cells, finite)
+    values = values[finite]
+    _check_cells(cells, "kriging", 3)
+
+    # At most max_points cells, at random.
+    if values.size > max_points:
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(values.size, max_points, replace=False))
+        cells, values = _subset(cells, keep), values[keep]
 
     # Fit the variogram, then krige every cell centre.
     kriging = _ordinary_kriging(
@@ -375,7 +379,8 @@ def _feature_columns(
         for name in BEDMACHINE_FIELDS:
             if name in grid:
                 names.append(name)
-                columns.append(grid[name].transpose("y", "x").to_numpy().astype("float64"))
+                values = grid[name].transpose("y", "x").to_numpy()
+                columns.append(values.astype("float64"))
         if "bed_bedmachine" not in names:
             raise FeatureError(
                 "the gbr_residual baseline needs the grid's bed_bedmachine; use a "
@@ -503,7 +508,12 @@ def fit_predict(
         "bedmachine": set(),
         "linear": set(),
         "kriging": {"variogram_model", "nlags", "max_points", "n_closest_points"},
-        "gbr_surface": {"max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf"},
+        "gbr_surface": {
+            "max_iter",
+            "learning_rate",
+            "max_leaf_nodes",
+            "min_samples_leaf",
+        },
     }
     allowed["kriging_residual"] = allowed["kriging"]
     allowed["gbr_residual"] = allowed["gbr_surface"]

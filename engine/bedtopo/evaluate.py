@@ -68,6 +68,7 @@ __all__ = [
     "block_average",
     "distance_to_picks",
     "score_twin",
+    "evaluate_bed",
     "comparison_table",
 ]
 
@@ -445,7 +446,8 @@ def sample_at(
     # Fractional row and column of each point.
     col = (np.asarray(x, dtype="float64") - xs[0]) / dx
     row = (ys[0] - np.asarray(y, dtype="float64")) / dy
-    inside = (col >= -0.5) & (col <= xs.size - 0.5) & (row >= -0.5) & (row <= ys.size - 0.5)
+    inside = (col >= -0.5) & (col <= xs.size - 0.5)
+    inside &= (row >= -0.5) & (row <= ys.size - 0.5)
     col = np.clip(col, 0.0, xs.size - 1)
     row = np.clip(row, 0.0, ys.size - 1)
 
@@ -563,10 +565,102 @@ def score_twin(
     error = a - b
     nan = float("nan")
     return {
-        "rmse_true": float(np.sqrt(np.mean(error[valid] ** 2))) if valid.any() else nan,
-        "rmse_true_away": float(np.sqrt(np.mean(error[far] ** 2))) if far.any() else nan,
+        "rmse_true": _rms(error[valid]),
+        "rmse_true_away": _rms(error[far]),
         "share_away": float(far.sum() / valid.sum()) if valid.any() else nan,
     }
+
+
+def _rms(values: np.ndarray) -> float:
+    """Root mean square, NaN for no values."""
+    return float(np.sqrt(np.mean(values**2))) if values.size else float("nan")
+
+
+def evaluate_bed(
+    bed: xr.Dataset | np.ndarray,
+    grid: xr.Dataset,
+    *,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    test_bed: np.ndarray,
+    pick_x: np.ndarray | None = None,
+    pick_y: np.ndarray | None = None,
+    away_distance: float = 1000.0,
+    reference: str = "bed_bedmachine",
+    method: Literal["linear", "nearest"] = "nearest",
+) -> dict[str, dict[str, float]]:
+    """Every score of one method's bed on one split.
+
+    Parameters
+    ----------
+    bed : xarray.Dataset or numpy.ndarray
+        A prediction from :func:`engine.bedtopo.predict.predict_region`
+        (``bed`` and, when finite, ``bed_lower_90``/``bed_upper_90``, on a
+        grid ``factor`` times finer than ``grid``), or an ``(H, W)`` bed on
+        ``grid``'s cells (a baseline), m.
+    grid : xarray.Dataset
+        The 150 m grid of the region (dims ``("y", "x")``, EPSG:3413) with
+        the ``reference`` variable and, on twins, ``bed_true``.
+    test_x, test_y, test_bed : numpy.ndarray
+        Held-out picks, m (EPSG:3413), and their radar bed, m.
+    pick_x, pick_y : numpy.ndarray, optional
+        Picks that define "away from radar" on a twin (see
+        :func:`score_twin`); the held-out picks when omitted.
+    away_distance : float
+        See :func:`score_twin`, m.
+    reference : str
+        The grid variable to score against on the grid.
+    method : {"nearest", "linear"}
+        How the bed is read at the picks; ``"nearest"`` takes the (fine)
+        cell a pick falls in, as training's validation does.
+
+    Returns
+    -------
+    dict
+        ``{"points": score_points(...), "grid": score_grid(...)}`` and, when
+        the grid has ``bed_true``, ``"twin": score_twin(...)``; grid and
+        twin scores on the 150 m cells (a fine bed is block-averaged).
+    """
+    x = grid["x"].to_numpy()
+    y = grid["y"].to_numpy()
+
+    # The bed as a DataArray on its own grid, and on the 150 m cells.
+    if isinstance(bed, xr.Dataset):
+        field = bed["bed"]
+        factor = int(round(field.sizes["x"] / x.size))
+        coarse = block_average(field.transpose("y", "x"), factor)
+    else:
+        coarse = np.asarray(bed, dtype="float64")
+        field = xr.DataArray(coarse, dims=("y", "x"), coords={"x": x, "y": y})
+    if coarse.shape != (y.size, x.size):
+        raise ConfigError(
+            f"the bed brings {coarse.shape} cells to a grid of {(y.size, x.size)}; "
+            "predict on this grid"
+        )
+
+    # Held-out radar, with the interval when there is one.
+    at_points = sample_at(field, test_x, test_y, method=method)
+    lower = upper = None
+    if isinstance(bed, xr.Dataset) and "bed_lower_90" in bed:
+        lower = sample_at(bed["bed_lower_90"], test_x, test_y, method=method)
+        upper = sample_at(bed["bed_upper_90"], test_x, test_y, method=method)
+    results = {
+        "points": score_points(at_points, test_bed, lower=lower, upper=upper),
+        "grid": score_grid(coarse, grid[reference].transpose("y", "x").to_numpy()),
+    }
+
+    # The true bed of a twin, everywhere and away from the picks.
+    if "bed_true" in grid:
+        results["twin"] = score_twin(
+            coarse,
+            grid["bed_true"].transpose("y", "x").to_numpy(),
+            x=x,
+            y=y,
+            pick_x=test_x if pick_x is None else pick_x,
+            pick_y=test_y if pick_y is None else pick_y,
+            away_distance=away_distance,
+        )
+    return results
 
 
 def comparison_table(results: Mapping[str, Mapping[str, object]]) -> pd.DataFrame:
@@ -593,7 +687,8 @@ def comparison_table(results: Mapping[str, Mapping[str, object]]) -> pd.DataFram
     # Columns: by group, known metrics first in their order.
     def key(column: str) -> tuple[str, int, str]:
         group, _, metric = column.rpartition(".")
-        rank = METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER)
+        known = metric in METRIC_ORDER
+        rank = METRIC_ORDER.index(metric) if known else len(METRIC_ORDER)
         return group, rank, metric
 
     return table[sorted(table.columns, key=key)]

@@ -373,7 +373,9 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
     return [*range(0, length - tile, stride), length - tile]
 
 
-def _taper(length: int, *, margin: int, ramp: int, lead: bool, trail: bool) -> np.ndarray:
+def _taper(
+    length: int, *, margin: int, ramp: int, lead: bool, trail: bool
+) -> np.ndarray:
     """1-D weights: 0 in the margin, raised-cosine ramp, 1 inside."""
     index = np.arange(length, dtype="float64")
     weights = np.ones(length)
@@ -416,7 +418,8 @@ def tile_weights(
 
     Examples
     --------
-    >>> tile_weights((1, 6), margin=1, ramp=2, edges=(False, False, True, False))
+    >>> edges = (False, False, True, False)
+    >>> tile_weights((1, 6), margin=1, ramp=1, edges=edges)
     array([[0. , 0.5, 1. , 1. , 1. , 1. ]])
     """
     north, south, west, east = edges
@@ -652,7 +655,9 @@ def predict_region(
     if not models or not all(isinstance(m, nn.Module) for m in models):
         raise ConfigError("model must be a torch module or a non-empty list of them")
     _check_tiling(tile, overlap, mc_samples, batch_size)
-    source = _as_source(features, scaler=scaler, x=x, y=y, bedmachine_bed=bedmachine_bed)
+    source = _as_source(
+        features, scaler=scaler, x=x, y=y, bedmachine_bed=bedmachine_bed
+    )
     factor = _resolve_factor(models, factor)
     device = torch.device(device)
     height, width = source.y.size, source.x.size
@@ -708,11 +713,14 @@ def predict_region(
         }
     }
 
-    states = [_enter_inference(m, device=device, stochastic=stochastic) for m in models]
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     any_filled = False
     done = 0
+    states: list[dict[str, Any]] = []
     try:
+        for member in models:
+            state = _enter_inference(member, device=device, stochastic=stochastic)
+            states.append(state)
         with torch.random.fork_rng(devices=rng_devices), torch.inference_mode():
             torch.manual_seed(seed)
             band = _Band.empty(0, fine_w)
@@ -738,9 +746,15 @@ def predict_region(
 
                     # Weighted sums into the band.
                     for k, c0 in enumerate(chunk):
-                        edges = (r0 > 0, r0 + tile_h < height, c0 > 0, c0 + tile_w < width)
+                        edges = (
+                            r0 > 0,
+                            r0 + tile_h < height,
+                            c0 > 0,
+                            c0 + tile_w < width,
+                        )
                         w = weights[edges]
-                        rows = slice(factor * r0 - band.row0, factor * (r0 + tile_h) - band.row0)
+                        top = factor * r0 - band.row0
+                        rows = slice(top, top + factor * tile_h)
                         cols = slice(factor * c0, factor * (c0 + tile_w))
                         band.weight[rows, cols] += w
                         band.mean[rows, cols] += w * np.where(invalid[k], 0.0, mean[k])
@@ -761,7 +775,7 @@ def predict_region(
                 bed_out[first_row:stop] = mean_rows
                 var_out[first_row:stop] = var_rows
     finally:
-        for member, state in zip(models, states, strict=True):
+        for member, state in zip(models, states, strict=False):
             _leave_inference(member, state)
 
     if any_filled:
@@ -1041,14 +1055,17 @@ def scale_uncertainty(ds: xr.Dataset, factor: float) -> xr.Dataset:
         ``factor``.
     """
     if not (factor > 0 and math.isfinite(factor)):
-        raise ConfigError(f"the calibration factor must be finite and > 0, got {factor}")
+        raise ConfigError(
+            f"the calibration factor must be finite and > 0, got {factor}"
+        )
     out = ds.copy()
     out["bed_std"] = (ds["bed_std"] * factor).astype("float32")
     out["bed_lower_90"] = (ds["bed"] - Z_90 * out["bed_std"]).astype("float32")
     out["bed_upper_90"] = (ds["bed"] + Z_90 * out["bed_std"]).astype("float32")
     for name in ("bed_std", "bed_lower_90", "bed_upper_90"):
         out[name].attrs.update(OUTPUT_ATTRS[name])
-    out.attrs["sigma_calibration"] = float(ds.attrs.get("sigma_calibration", 1.0)) * factor
+    previous = float(ds.attrs.get("sigma_calibration", 1.0))
+    out.attrs["sigma_calibration"] = previous * factor
     return out
 
 
@@ -1115,10 +1132,10 @@ def write_netcdf(ds: xr.Dataset, path: str | PathLike[str]) -> Path:
 
 def _netcdf_attr(value: Any) -> Any:
     """An attribute NetCDF can store: numbers and strings as they are."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
     if isinstance(value, (str, int, float, np.number, np.ndarray)):
         return value
-    if isinstance(value, bool):
-        return int(value)
     return json.dumps(value, default=str)
 
 

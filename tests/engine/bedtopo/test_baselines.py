@@ -13,6 +13,7 @@ from engine.bedtopo.baselines import (
     radar_cells,
 )
 from engine.bedtopo.errors import ConfigError, FeatureError
+from engine.bedtopo.evaluate import comparison_table, evaluate_bed
 from engine.bedtopo.features import FeatureConfig, make_features
 from engine.bedtopo.targets import pick_beds
 from engine.data.twin import make_twin
@@ -137,6 +138,34 @@ def test_bad_names_options_and_data_raise(tiny_twin):
     with pytest.raises(ConfigError, match="unknown baseline"):
         fit_predict("splines", grid, features, easting, northing, bed)
     with pytest.raises(ConfigError, match="do not apply"):
-        fit_predict("linear", grid, features, easting, northing, bed, options={"nlags": 3})
+        fit_predict(
+            "linear", grid, features, easting, northing, bed, options={"nlags": 3}
+        )
     with pytest.raises(FeatureError, match="at least"):
         fit_predict("kriging", grid, features, easting[:1], northing[:1], bed[:1])
+
+
+def test_baselines_scored_on_one_split(tiny_twin):
+    """Held-out line 0: one table, BedMachine perfect against itself."""
+    grid, features, easting, northing, bed = tiny_twin
+    twin = make_twin(seed=5, ny=32, nx=32, n_troughs=1, n_ridges=1)
+    test_x, test_y, test_bed = pick_beds(twin.radar, grid)
+    held_out = twin.radar["line_id"].to_numpy() == 0
+
+    results = {
+        name: evaluate_bed(
+            fit_predict(name, grid, features, easting, northing, bed),
+            grid,
+            test_x=test_x[held_out],
+            test_y=test_y[held_out],
+            test_bed=test_bed[held_out],
+            pick_x=easting,
+            pick_y=northing,
+        )
+        for name in ("bedmachine", "gbr_residual")
+    }
+    table = comparison_table(results)
+
+    assert table.loc["bedmachine", "grid.rmse"] == 0
+    assert table.loc["bedmachine", "points.n"] == held_out.sum()
+    assert {"twin.rmse_true", "twin.rmse_true_away"} <= set(table.columns)

@@ -232,7 +232,9 @@ def test_ensemble_spread(twin_grid, features):
     members = [_deeptoponet(len(features.channels), seed=s) for s in (0, 1)]
 
     ds = predict_region(members, twin_grid, scaler=features.scaler, tile=64)
-    one = [predict_region(m, twin_grid, scaler=features.scaler, tile=64) for m in members]
+    one = [
+        predict_region(m, twin_grid, scaler=features.scaler, tile=64) for m in members
+    ]
 
     a, b = (d["bed"].values.astype("float64") for d in one)
     # Mean and population std of two values; float32 storage round-off.
@@ -343,3 +345,21 @@ def test_failed_writes_keep_the_old_file(prediction, tmp_path, monkeypatch):
     assert nc.read_bytes() == b"old netcdf"
     assert tif.read_bytes() == b"old tiff"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bed.nc", "bed.tif"]
+
+
+def test_prediction_scored_at_held_out_radar(prediction, twin_grid):
+    """A fine MC-dropout map: point scores with coverage, grid at 150 m."""
+    from engine.bedtopo.evaluate import evaluate_bed
+    from engine.bedtopo.targets import pick_beds
+
+    twin = make_twin(seed=7, ny=32, nx=40, n_troughs=1, n_ridges=1)
+    easting, northing, bed = pick_beds(twin.radar, twin_grid)
+
+    scores = evaluate_bed(
+        prediction, twin_grid, test_x=easting, test_y=northing, test_bed=bed
+    )
+
+    assert scores["points"]["n"] == easting.size
+    assert 0.0 <= scores["points"]["coverage_90"] <= 1.0
+    assert scores["grid"]["n"] == 32 * 40
+    assert np.isfinite(scores["twin"]["rmse_true"])
