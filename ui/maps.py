@@ -8,7 +8,7 @@ works with no internet; a tiled basemap is optional.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import folium
 import folium.plugins
@@ -18,6 +18,9 @@ from engine.data.overview import Footprint
 from engine.data.regions import GREENLAND_OUTLINE_LONLAT
 from ui.assets import assets_present, local_url
 
+if TYPE_CHECKING:
+    import xarray as xr
+
 __all__ = [
     "greenland_map",
     "add_footprints",
@@ -25,6 +28,7 @@ __all__ = [
     "use_local_assets",
     "KIND_STYLE",
     "VIEWS",
+    "raster_overlay",
 ]
 
 #: Colours of the footprint kinds on the maps.
@@ -178,3 +182,58 @@ def add_footprints(m: folium.Map, footprints: Iterable[Footprint]) -> folium.Map
             tooltip=f"{item.label}: {caption}" if caption else item.label,
         ).add_to(m)
     return m
+
+
+def raster_overlay(
+    da: "xr.DataArray",
+    *,
+    name: str,
+    cmap: str,
+    vmin: float,
+    vmax: float,
+    opacity: float = 0.85,
+    show: bool = True,
+) -> folium.raster_layers.ImageOverlay:
+    """A grid in EPSG:3413 as an image layer for a web map (works offline).
+
+    The grid is reprojected to Web Mercator, so that its pixels lie straight
+    on the map, colour-mapped, and embedded as a PNG data URL.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Dims ``("y", "x")``, EPSG:3413 (rioxarray CRS), NaN as nodata.
+    name : str
+        Layer name in the layer switcher.
+    cmap : str
+        A matplotlib colour map.
+    vmin, vmax : float
+        Value range of the colour map.
+    """
+    import matplotlib
+    import numpy as np
+    from pyproj import Transformer
+
+    # Reproject to Web Mercator, NaN outside the data.
+    da = da.rio.write_nodata(np.nan, encoded=False)
+    merc = da.astype("float32").rio.reproject("EPSG:3857", nodata=np.nan)
+    values = merc.to_numpy()
+
+    # Colour-map to RGBA, transparent where there is no value.
+    norm = (values - vmin) / max(vmax - vmin, 1e-9)
+    rgba = matplotlib.colormaps[cmap](np.clip(norm, 0, 1), bytes=True)
+    rgba[..., 3] = np.where(np.isfinite(values), 255, 0)
+
+    # Corners of the image in longitude/latitude.
+    left, bottom, right, top = merc.rio.bounds()
+    to_lonlat = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
+    lon0, lat0 = to_lonlat.transform(left, bottom)
+    lon1, lat1 = to_lonlat.transform(right, top)
+    return folium.raster_layers.ImageOverlay(
+        image=rgba,
+        bounds=[[lat0, lon0], [lat1, lon1]],
+        name=name,
+        opacity=opacity,
+        show=show,
+        mercator_project=False,
+    )

@@ -22,6 +22,7 @@ __all__ = ["TASKS", "JobContext", "JobCancelled", "resolve_task", "selftest"]
 #: Registered tasks: name -> "module:function".
 TASKS: dict[str, str] = {
     "selftest": "engine.jobs.tasks:selftest",
+    "bedtopo.experiment": "engine.jobs.bedtopo_task:run_bed_experiment",
 }
 
 

@@ -1,0 +1,75 @@
+"""The bed-topography page headless, with the map's drawing patched in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "bed_topography.py")
+
+
+def rectangle(lon0: float, lat0: float, lon1: float, lat1: float) -> dict:
+    """What Leaflet.draw returns for a rectangle, as st_folium hands it back."""
+    ring = [[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]
+    return {
+        "last_active_drawing": {
+            "type": "Feature",
+            "properties": {},
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+        },
+        "all_drawings": [],
+    }
+
+
+def run_page(drawing: dict | None, monkeypatch, tmp_path) -> AppTest:
+    """Run the page with st_folium returning ``drawing`` on every call."""
+    monkeypatch.setenv("GREENBED_RUNS_DIR", str(tmp_path / "runs"))
+    with mock.patch("streamlit_folium.st_folium", return_value=drawing):
+        return AppTest.from_file(PAGE, default_timeout=60).run()
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_whole_grid_is_summarised_without_a_drawing(
+    helheim_grid_path, monkeypatch, tmp_path
+):
+    at = run_page(None, monkeypatch, tmp_path)
+    assert not at.exception
+    # 300 x 200 cells of 150 m: 1,350 km2; 634 radar picks fall inside.
+    assert metrics(at)["Cells at 150 m"] == "60,000"
+    assert metrics(at)["Area"] == "1,350 km²"
+    assert metrics(at)["Radar picks inside"] == "634"
+
+
+def test_drawn_rectangle_is_checked_and_summarised(
+    helheim_grid_path, monkeypatch, tmp_path
+):
+    at = run_page(rectangle(-38.9, 66.4, -38.5, 66.6), monkeypatch, tmp_path)
+    assert not at.exception
+    assert not at.error
+    # The same box through the engine's CLI gives 18,073 cells and 196 picks.
+    assert metrics(at)["Cells at 150 m"] == "18,073"
+    assert metrics(at)["Radar picks inside"] == "196"
+
+
+@pytest.mark.parametrize(
+    ("box", "words"),
+    [
+        ((-2.0, 50.0, 1.0, 53.0), "outside Greenland"),
+        ((-56.5, 72.5, -53.0, 73.3), "outside the data's coverage"),
+        ((-38.7, 66.5, -38.69, 66.51), "draw at least 16 x 16 cells"),
+    ],
+)
+def test_a_region_the_data_cannot_serve_gets_the_engine_message(
+    box, words, helheim_grid_path, monkeypatch, tmp_path
+):
+    at = run_page(rectangle(*box), monkeypatch, tmp_path)
+    assert not at.exception
+    assert any(words in e.value for e in at.error)
+    # Nothing can be run on it.
+    assert at.button(key="bed.run").disabled
