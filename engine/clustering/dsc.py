@@ -38,8 +38,8 @@ Training, in :func:`run_dsc`:
 2. k-means (``kmeans_starts`` starts) on the latent of every sample gives
    the initial centroids;
 3. joint training of ``recon + gamma * KL(p || q)``, where ``q`` is the
-   Student's t soft assignment (:func:`student_t_assignment`) and ``p``
-   the sharpened target (:func:`target_distribution`), recomputed on every
+   Student's t soft assignment and ``p`` the sharpened target (both from
+   :mod:`engine.clustering.student_t`), recomputed on every
    sample every ``update_interval`` iterations; training stops when the
    share of samples whose label changed between two refreshes falls below
    ``tolerance``, or after ``max_iterations``.
@@ -85,6 +85,11 @@ from torch import nn
 
 from engine.clustering.errors import ClusteringConfigError, ClusteringInputError
 from engine.clustering.prepare import Samples, pad_grid
+from engine.clustering.student_t import (
+    clustering_loss,
+    soft_assignment,
+    target_distribution,
+)
 
 __all__ = [
     "PAPER_CLUSTERS",
@@ -99,8 +104,6 @@ __all__ = [
     "masked_mse",
     "pool_levels",
     "run_dsc",
-    "student_t_assignment",
-    "target_distribution",
     "time_windows",
 ]
 
@@ -296,9 +299,11 @@ class DSCConfig:
         a latent of 16, a window of 2 steps either side, 15 pre-training
         epochs, batches of 64, and at most 120 clustering iterations with
         a target refresh every 12: the WFDE5 hourly cube (744 steps,
-        20 x 28, 6 variables) took about 40 s of CPU time on one thread,
-        under a minute of wall time on a 2-core machine. ``changes``
-        override single settings.
+        20 x 28, 6 variables) took 36-42 s of CPU time on one thread and
+        46-48 s of wall time on a 2-core machine shared with other jobs
+        (seeds 0 and 1). There it stops at ``max_iterations``, about 1 %
+        of the labels still changing between refreshes, short of the
+        0.1 % tolerance. ``changes`` override single settings.
         """
         return replace(cls(), **changes)
 
@@ -394,69 +399,11 @@ class DSCResult:
 # ---------------------------------------------------------------------------
 
 
-def student_t_assignment(
-    latent: torch.Tensor, centroids: torch.Tensor, *, alpha: float = 1.0
-) -> torch.Tensor:
-    """Soft assignment of samples to centroids by a Student's t kernel.
-
-    ``q_ij = (1 + |z_i - mu_j|^2 / alpha) ** (-(alpha + 1) / 2)``,
-    normalised so that each row sums to 1.
-
-    Parameters
-    ----------
-    latent
-        Latent vectors ``z``, shape ``(B, d)``.
-    centroids
-        Cluster centres ``mu``, shape ``(k, d)``.
-    alpha
-        Degrees of freedom of the kernel.
-
-    Returns
-    -------
-    torch.Tensor
-        ``q``, shape ``(B, k)``, positive, rows summing to 1.
-
-    References
-    ----------
-    Xie et al. (2016), equation 1.
-    """
-    # Squared distance of every sample to every centroid, (B, k).
-    squared = torch.cdist(latent, centroids).pow(2)
-
-    # The kernel, then per-sample normalisation.
-    kernel = (1.0 + squared / alpha).pow(-(alpha + 1.0) / 2.0)
-    return kernel / kernel.sum(dim=1, keepdim=True)
-
-
-def target_distribution(soft: torch.Tensor) -> torch.Tensor:
-    """DEC's sharpened target ``p`` from soft assignments ``q``.
-
-    ``p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j')`` with the soft
-    cluster frequency ``f_j = sum_i q_ij``: squaring favours confident
-    assignments, dividing by ``f_j`` keeps large clusters from absorbing
-    the rest.
-
-    Parameters
-    ----------
-    soft
-        ``q``, shape ``(T, k)``, rows summing to 1.
-
-    Returns
-    -------
-    torch.Tensor
-        ``p``, shape ``(T, k)``, rows summing to 1.
-
-    References
-    ----------
-    Xie et al. (2016), equation 3.
-    """
-    # Square and divide by the cluster frequencies, then renormalise rows.
-    weight = soft.pow(2) / soft.sum(dim=0, keepdim=True)
-    return weight / weight.sum(dim=1, keepdim=True)
-
-
 class ClusteringLayer(nn.Module):
     """Trainable centroids giving Student's t soft assignments.
+
+    The kernel, target and loss are those of
+    :mod:`engine.clustering.student_t`, shared with HEDGTC.
 
     Parameters
     ----------
@@ -480,26 +427,7 @@ class ClusteringLayer(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         """Soft assignments of ``latent`` to the centroids."""
-        return student_t_assignment(latent, self.centroids, alpha=self.alpha)
-
-
-def cluster_kl(target: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    """``KL(p || q)`` summed over clusters, averaged over samples.
-
-    Parameters
-    ----------
-    target, soft
-        ``p`` and ``q``, shape ``(B, k)``.
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar, >= 0.
-    """
-    # Zero target entries contribute 0 (the limit of p log p).
-    eps = torch.finfo(soft.dtype).tiny
-    terms = target * (torch.log(target.clamp_min(eps)) - torch.log(soft.clamp_min(eps)))
-    return terms.sum(dim=1).mean()
+        return soft_assignment(latent, self.centroids, alpha=self.alpha)
 
 
 # ---------------------------------------------------------------------------
@@ -691,7 +619,8 @@ class DSCNetwork(nn.Module):
             Maps after each convolution, ``(N, C_i, H_i, W_i)``, for the
             skip connections; empty without them.
         """
-        # 3x3 convolutions, pooling after the first ``levels`` but one.
+        # 3x3 convolutions; those numbered 1 .. levels are followed by a
+        # 2x2 max pooling.
         skips = []
         for i, conv in enumerate(self.encoder_convs):
             maps = self.activation(conv(maps))
@@ -1148,7 +1077,7 @@ def _cluster(
         task.network.train()
         index = next(batches)
         latent, reconstruction = task.forward(index)
-        kl = cluster_kl(target[index], layer(latent))
+        kl = clustering_loss(layer(latent), target[index])
         loss = task.cluster_weight * kl
         if task.reconstruction_weight > 0:
             reconstruction_loss = task.reconstruction_loss(reconstruction, index)

@@ -21,8 +21,6 @@ from engine.clustering.dsc import (
     masked_mse,
     pool_levels,
     run_dsc,
-    student_t_assignment,
-    target_distribution,
     time_windows,
 )
 from engine.clustering.errors import ClusteringConfigError, ClusteringInputError
@@ -32,6 +30,7 @@ from engine.clustering.prepare import (
     padded_size,
     prepare_samples,
 )
+from engine.clustering.student_t import soft_assignment, target_distribution
 from engine.clustering.synthetic import PlantedConfig, make_planted
 
 #: Small planted set: 3 regimes, 60 days, 8 x 10 cells, 2 variables, noise
@@ -75,7 +74,7 @@ def test_student_t_assignment_hand_worked() -> None:
     """Two points, two centroids, alpha 1: q worked out by hand."""
     latent = torch.tensor([[0.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
     centroids = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
-    soft = student_t_assignment(latent, centroids, alpha=1.0)
+    soft = soft_assignment(latent, centroids, alpha=1.0)
 
     # Point 0: squared distances 0 and 1, kernels 1 and 1/2 -> 2/3, 1/3.
     # Point 1: squared distances 4 and 1, kernels 1/5 and 1/2 -> 2/7, 5/7.
@@ -155,6 +154,20 @@ def test_network_output_has_the_padded_input_shape(
 
     assert latent.shape == (2, 3)
     assert reconstruction.shape == (2, 3, height, width)
+
+
+def test_network_parameter_count() -> None:
+    """A tiny network's weights, counted by hand."""
+    config = DSCConfig.quick(widths=(2, 3), lstm_size=4, latent_size=3)
+    network = DSCNetwork((2, 4, 4), config)
+    n_parameters = sum(p.numel() for p in network.parameters())
+
+    # One pooling: bottleneck 3 x 2 x 2 = 12 features per step.
+    # Encoder convolutions 2->2 and 2->3: (36 + 2) + (54 + 3) = 95.
+    # Bidirectional LSTM 12 -> 4: 2 * (4 * 4 * (12 + 4) + 2 * 4 * 4) = 576.
+    # Latent 8 -> 3 and back 3 -> 12: 27 + 48 = 75.
+    # Decoder convolutions 3->2 and output 2->2: (54 + 2) + (36 + 2) = 94.
+    assert n_parameters == 95 + 576 + 75 + 94
 
 
 @pytest.mark.parametrize(
