@@ -23,6 +23,7 @@ __all__ = ["TASKS", "JobContext", "JobCancelled", "resolve_task", "selftest"]
 TASKS: dict[str, str] = {
     "selftest": "engine.jobs.tasks:selftest",
     "bedtopo.experiment": "engine.jobs.bedtopo_task:run_bed_experiment",
+    "clustering.run": "engine.jobs.clustering_task:run_clustering_job",
 }
 
 
