@@ -1,0 +1,66 @@
+"""The climate-clustering page headless: data summary, choices, bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from ui import climate as ui
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "climate_clustering.py")
+
+
+def run_page(monkeypatch, tmp_path) -> AppTest:
+    monkeypatch.setenv("GREENBED_RUNS_DIR", str(tmp_path / "runs"))
+    return AppTest.from_file(PAGE, default_timeout=90).run()
+
+
+def test_demo_cube_is_summarised_before_anything_runs(wfde5_dir, monkeypatch, tmp_path):
+    at = run_page(monkeypatch, tmp_path)
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+
+    # WFDE5: 744 hourly steps on a 20 x 28 grid, six variables.
+    assert metrics["Time steps"] == "744"
+    assert metrics["Grid (lat x lon)"] == "20 x 28"
+    table = at.dataframe[0].value
+    assert sorted(table["variable"]) == sorted(
+        ["Tair", "pr", "Qair", "LWdown", "SWdown", "Wind"]
+    )
+    # Sea cells are 55.4 % of the grid in every variable (README of the data).
+    assert table["missing cells (%)"].between(55.0, 56.0).all()
+
+
+def test_daily_steps_shrink_the_period_to_31_days(wfde5_dir, monkeypatch, tmp_path):
+    at = run_page(monkeypatch, tmp_path)
+    at.toggle(key=ui.DAILY).set_value(True).run()
+    assert not at.exception
+    # The summary shows the file; the daily cube is what a run receives.
+    data = {"source": "wfde5", "resample": "1D"}
+    assert ui.cube(data).sizes["time"] == 31
+
+
+def test_a_file_that_is_not_netcdf_gets_a_message(monkeypatch, tmp_path):
+    bad = tmp_path / "notes.nc"
+    bad.write_text("this is not a NetCDF file")
+    at = run_page(monkeypatch, tmp_path)
+    at.radio(key=ui.SOURCE).set_value(ui.SOURCES[2]).run()
+    at.text_input(key=ui.PATH).set_value(str(bad)).run()
+    assert not at.exception
+    assert any("cannot be used" in e.value for e in at.error)
+
+
+def test_uploads_over_the_limit_are_refused_and_names_never_reach_the_disk(
+    monkeypatch, tmp_path
+):
+    import pytest
+
+    monkeypatch.setenv("GREENBED_RUNS_DIR", str(tmp_path / "runs"))
+    with pytest.raises(ValueError, match="over the 100 MB limit"):
+        ui.save_upload(b"0" * (ui.MAX_UPLOAD_MB * 1_000_000 + 1), "big.nc")
+
+    # A hostile name is only a label: the stored name is the server's.
+    path = ui.save_upload(b"CDF\x01", "../../etc/passwd")
+    assert path.parent == tmp_path / "runs" / "uploads"
+    assert path.suffix == ".nc" and "passwd" not in path.name
