@@ -1,26 +1,35 @@
-"""Deep spatiotemporal clustering of climate cubes: the foundations.
+"""Deep spatiotemporal clustering of climate cubes.
 
 Both methods of this package (DSC and HEDGTC, see ``METHODS.md``) cluster
 *time steps*: each sample is the set of maps of several variables at one
-step. What exists so far, all on numpy and scikit-learn:
+step. The entry point for pages, jobs and the CLI is
+:func:`engine.clustering.runner.run_clustering`. Modules:
 
-- ``synthetic``: seeded climate cubes with planted, persistent regimes
-  and a land mask, to score methods against a known truth;
+- ``runner``: ``ClusteringConfig`` to ``ClusteringResult`` (labels,
+  input-space metrics, composites, HEDGTC stages), run folders written
+  atomically and read back, ``sweep_k`` and ``compare_methods``;
 - ``prepare``: a climate cube to samples (variables, diurnal or seasonal
   anomalies, daily means, per-variable z-score over land, land-only
   features or the papers' mean fill, padded grids for networks);
-- ``metrics``: the papers' internal scores (computed in the input space),
+- ``synthetic``: seeded cubes with planted, persistent regimes;
+- ``metrics``: the papers' internal scores (in the input space),
   stability across seeds, ARI and NMI against known labels;
-- ``consensus``: co-association, HEDGTC's spectral and NMF consensus,
-  CSPA, MCLA and HBGF written from their papers, Hungarian relabelling;
-- ``baselines``: k-means, Ward agglomerative and Gaussian-mixture runners
-  with a common ``run_<name>(X, k, *, seed)`` signature;
-- ``errors``: ``ClusteringInputError``, ``ClusteringConfigError`` and
-  ``ClusteringWarning``.
+- ``baselines``: k-means, Ward and Gaussian-mixture runners;
+- ``dsc``: the convolutional-LSTM autoencoder with a Student's t
+  clustering layer; ``dec``: DEC on the feature vectors; ``student_t``:
+  the shared kernel, target and loss;
+- ``consensus``: co-association, spectral and NMF consensus, CSPA, MCLA,
+  HBGF, Hungarian relabelling;
+- ``members``: HEDGTC's base members and their Dask runner (no torch);
+- ``gat``: HEDGTC's graph attention autoencoder; ``hedgtc``: the whole
+  pipeline; ``temporal``: smoothing in time and the sticky hidden Markov
+  refinement that use the persistence of regimes;
+- ``spatial``: cells clustered in sliding windows, labels matched over
+  time;
+- ``control``: the progress (one dict with ``stage`` and ``fraction``)
+  and cancel (``is_set()``) convention; ``errors``:
+  ``ClusteringInputError``, ``ClusteringConfigError``,
+  ``ClusteringCancelled``, ``ClusteringWarning``.
 
-Not written yet: the DSC network (convolutional-LSTM autoencoder with a
-Student's t clustering layer), DEC and DTC, HEDGTC's graph attention
-autoencoder, the homogeneous/heterogeneous ensemble driver, Dask-parallel
-ensemble runs, and the spatial mode (clustering cells instead of time
-steps).
+Not written: DTC, and the HEDGTC baselines HGPA.
 """

@@ -75,14 +75,15 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from torch import nn
 
+from engine.clustering.control import Cancel, Progress, is_cancelled, report
 from engine.clustering.errors import ClusteringConfigError, ClusteringInputError
 from engine.clustering.prepare import Samples, pad_grid
 from engine.clustering.student_t import (
@@ -120,17 +121,13 @@ Activation = Literal["tanh", "relu"]
 Stage = Literal["pretrain", "cluster"]
 
 
-class CancelToken(Protocol):
-    """Anything with ``is_set()``, such as :class:`threading.Event`."""
-
-    def is_set(self) -> bool:
-        """Whether the run should stop."""
-        ...
+#: Token with ``is_set()`` (see :mod:`engine.clustering.control`).
+CancelToken = Cancel
 
 
 @dataclass(frozen=True)
 class TrainingProgress:
-    """One report of a training run, passed to the progress callback.
+    """One report of a training run; the progress hook gets it as a dict.
 
     Attributes
     ----------
@@ -161,8 +158,18 @@ class TrainingProgress:
     losses: dict[str, float]
     changed: float | None = None
 
+    @property
+    def fraction(self) -> float:
+        """Share of the whole run done: pre-training fills 0..0.5."""
+        share = self.epoch / self.n_epochs if self.n_epochs else 1.0
+        return 0.5 * min(share, 1.0) + (0.5 if self.stage == "cluster" else 0.0)
 
-ProgressCallback = Callable[[TrainingProgress], Any]
+
+#: Receives one dict per report (see :mod:`engine.clustering.control`):
+#: the fields of :class:`TrainingProgress` plus ``"fraction"`` of the
+#: whole run (pre-training fills 0..0.5, clustering 0.5..1) and
+#: ``"method"``.
+ProgressCallback = Progress
 
 
 @dataclass(frozen=True)
@@ -793,11 +800,14 @@ def run_dsc(
     config
         Settings; ``None`` uses :meth:`DSCConfig.quick`.
     progress
-        Called with a :class:`TrainingProgress` after each pre-training
-        epoch and each target refresh.
+        Called with one dict after each pre-training epoch and each
+        target refresh: ``stage`` (``"pretrain"`` or ``"cluster"``),
+        ``fraction`` of the whole run, ``method`` and the other fields of
+        :class:`TrainingProgress`.
     cancel
-        Checked before every optimiser step; once ``cancel.is_set()``,
-        training stops and the result is built from the model as it is.
+        Token with ``is_set()``, checked before every optimiser step;
+        once set, training stops and the result is built from the model
+        as it is (``cancelled=True``).
 
     Returns
     -------
@@ -994,7 +1004,7 @@ def _pretrain(
         # One pass over the samples in a random order.
         total, n_batches = 0.0, 0
         for index in _batches(rng, task.n_samples, batch_size, task.network):
-            if cancel is not None and cancel.is_set():
+            if is_cancelled(cancel):
                 return True
             _, reconstruction = task.forward(index)
             loss = task.reconstruction_loss(reconstruction, index)
@@ -1067,12 +1077,13 @@ def _cluster(
             )
             sums = dict.fromkeys(sums, 0.0)
             if iteration > 0 and changed < config.tolerance:
+                report(progress, "cluster", 1.0, method=task.method, converged=True)
                 return True, iteration, False
             if last:
                 break
 
         # One step on reconstruction + weighted KL(p || q).
-        if cancel is not None and cancel.is_set():
+        if is_cancelled(cancel):
             return False, iteration, True
         task.network.train()
         index = next(batches)
@@ -1136,8 +1147,13 @@ def _report(
     }
     task.history.append(row)
     logger.debug("%s %s", task.method, row)
-    if progress is not None:
-        progress(event)
+    report(
+        progress,
+        event.stage,
+        event.fraction,
+        **{key: value for key, value in asdict(event).items() if key != "stage"},
+        method=task.method,
+    )
 
 
 @contextmanager

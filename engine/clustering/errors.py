@@ -6,7 +6,12 @@ can show it as it is and a shell user can act on it.
 
 from __future__ import annotations
 
-__all__ = ["ClusteringConfigError", "ClusteringInputError", "ClusteringWarning"]
+__all__ = [
+    "ClusteringCancelled",
+    "ClusteringConfigError",
+    "ClusteringInputError",
+    "ClusteringWarning",
+]
 
 
 class ClusteringInputError(ValueError):
@@ -15,6 +20,10 @@ class ClusteringInputError(ValueError):
 
 class ClusteringConfigError(ValueError):
     """A configuration value is out of range or of an unknown kind."""
+
+
+class ClusteringCancelled(RuntimeError):
+    """The caller's cancel token was set; the work was stopped."""
 
 
 class ClusteringWarning(UserWarning):

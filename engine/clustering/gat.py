@@ -70,6 +70,7 @@ from engine.clustering.control import (
     ClusteringCancelled,
     Progress,
     check_cancel,
+    report,
 )
 from engine.clustering.errors import ClusteringConfigError, ClusteringInputError
 from engine.clustering.student_t import (
@@ -542,9 +543,11 @@ def fit_gat_clusters(
     tie_breaker
         Ranks links of equal affinity, see :func:`build_graph`.
     progress
-        Called as ``progress("gat", epoch, total_epochs)``.
+        Called with ``{"stage": "gat", "fraction", "phase", "epoch"}``
+        after every epoch (``phase`` is ``"pretrain"`` or ``"cluster"``).
     cancel
-        Called every epoch; True raises :class:`ClusteringCancelled`.
+        Token with ``is_set()``, checked every epoch; once set,
+        :class:`ClusteringCancelled` is raised.
 
     Returns
     -------
@@ -609,8 +612,7 @@ def fit_gat_clusters(
         loss.backward()
         optimiser.step()
         history.append(_record("pretrain", epoch, loss, graph, feature))
-        if progress is not None:
-            progress("gat", epoch + 1, total)
+        report(progress, "gat", (epoch + 1) / total, phase="pretrain", epoch=epoch + 1)
 
     # Step 4: centroids by k-means on the embedding.
     model.eval()
@@ -655,8 +657,15 @@ def fit_gat_clusters(
         if changed is not None:
             record["changed"] = changed
         history.append(record)
-        if progress is not None:
-            progress("gat", config.pretrain_epochs + epoch + 1, total)
+        report(
+            progress,
+            "gat",
+            (config.pretrain_epochs + epoch + 1) / total,
+            phase="cluster",
+            epoch=epoch + 1,
+        )
+
+    report(progress, "gat", 1.0, phase="done", epoch=len(history))
 
     # Step 6: final embedding, assignment and attention, in evaluation mode.
     model.eval()

@@ -17,7 +17,11 @@ the stages of ``METHODS.md`` section 3, every stage kept in the result:
    agreement (ARI);
 4. **graph attention autoencoder** on the co-occurrence graph
    (:mod:`engine.clustering.gat`), whose embedding is clustered by
-   Student's t self-training into the final labels.
+   Student's t self-training into the final labels;
+5. optionally (``temporal_window``, ``temporal_refine``; our addition,
+   not the paper's) persistence in time: base members on samples
+   smoothed over neighbouring steps, and the final labels refined by a
+   sticky hidden Markov model (:mod:`engine.clustering.temporal`).
 
 Base algorithms are *members*: plain functions ``(X, k, seed) -> labels``
 of module level, so that they pickle to Dask workers. :data:`MEMBERS`
@@ -66,6 +70,8 @@ from engine.clustering.control import (
     ClusteringCancelled,
     Progress,
     check_cancel,
+    report,
+    scaled_progress,
 )
 from engine.clustering.errors import ClusteringConfigError, ClusteringInputError
 from engine.clustering.gat import GATConfig, fit_gat_clusters
@@ -82,6 +88,7 @@ from engine.clustering.members import (
     ward_member,
 )
 from engine.clustering.prepare import Samples
+from engine.clustering.temporal import refine_in_time, smooth_in_time
 
 __all__ = [
     "MEMBERS",
@@ -138,6 +145,14 @@ class HEDGTCConfig:
     scheduler_address
         Address of a running Dask scheduler to use instead of a local
         cluster.
+    temporal_window
+        Half-width ``w`` of the running mean in time applied to the
+        samples the base members see (:func:`smooth_in_time`); 0 gives
+        them single steps. Deep members get the samples unsmoothed (DSC
+        has its own window).
+    temporal_refine
+        Add a last stage: the GAT labels refined by a sticky hidden
+        Markov model over time (:func:`refine_in_time`).
     """
 
     k: int = 7
@@ -149,6 +164,8 @@ class HEDGTCConfig:
     gat: GATConfig = field(default_factory=GATConfig)
     n_workers: int = 0
     scheduler_address: str | None = None
+    temporal_window: int = 0
+    temporal_refine: bool = False
 
     def __post_init__(self) -> None:
         """Check the ranges, naming the bad setting."""
@@ -167,6 +184,7 @@ class HEDGTCConfig:
                 "heterogeneous_threshold must be in [0, 1]",
             ),
             (self.n_workers >= 0, "n_workers must be >= 0 (0: serial)"),
+            (self.temporal_window >= 0, "temporal_window must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -315,11 +333,14 @@ def run_hedgtc(
         labels`` at module level (to pickle for Dask); looked up before
         :data:`MEMBERS` and :func:`deep_members`.
     progress
-        Called as ``progress(stage, done, total)`` with stage
-        ``"members"``, ``"homogeneous"``, ``"heterogeneous"`` or
-        ``"gat"``.
+        Called with one dict per report: ``"stage"`` (``"members"``,
+        ``"homogeneous"``, ``"heterogeneous"`` or ``"gat"``) and
+        ``"fraction"`` of the whole run (members up to 0.6, the
+        consensus stages to 0.7, the network to 1), plus the stage's own
+        entries.
     cancel
-        Checked between steps; True raises :class:`ClusteringCancelled`.
+        Token with ``is_set()``, checked between steps; once set,
+        :class:`ClusteringCancelled` is raised.
     client
         A ``distributed.Client`` for the base runs; otherwise
         ``config.scheduler_address`` or ``config.n_workers`` decide.
@@ -361,7 +382,9 @@ def run_hedgtc(
             f"unknown algorithm(s) {unknown}; available: {sorted(available)}"
         )
 
-    # Deep members (DEC, DSC) take the prepared samples, the others X.
+    # Deep members (DEC, DSC) take the prepared samples, the others X,
+    # smoothed in time when asked.
+    member_X = smooth_in_time(X, window=config.temporal_window)
     inputs: dict[str, Any] = {}
     for name in config.algorithms:
         if getattr(available[name], "needs_samples", False):
@@ -372,7 +395,7 @@ def run_hedgtc(
                 )
             inputs[name] = samples_or_X
         else:
-            inputs[name] = X
+            inputs[name] = member_X
     history: list[dict[str, Any]] = []
 
     # Step 2: base runs, every algorithm with every seed.
@@ -383,14 +406,17 @@ def run_hedgtc(
         for name in config.algorithms
         for seed in seeds
     ]
+    members_progress = scaled_progress(progress, 0.0, 0.6)
     if client is not None:
-        runs = run_members(tasks, client=client, progress=progress, cancel=cancel)
+        runs = run_members(
+            tasks, client=client, progress=members_progress, cancel=cancel
+        )
     else:
         runs = run_members(
             tasks,
             scheduler_address=config.scheduler_address,
             n_workers=config.n_workers,
-            progress=progress,
+            progress=members_progress,
             cancel=cancel,
         )
     base_labels = {
@@ -411,8 +437,12 @@ def run_hedgtc(
         homogeneous[name] = spectral_consensus(
             base_labels[name], k, threshold=config.threshold, seed=config.seed
         )
-        if progress is not None:
-            progress("homogeneous", done, len(config.algorithms))
+        report(
+            progress,
+            "homogeneous",
+            0.6 + 0.05 * done / len(config.algorithms),
+            algorithm=name,
+        )
     history.append({"stage": "homogeneous", "seconds": time.perf_counter() - start})
 
     # Step 4: heterogeneous ensemble with the dual consensus.
@@ -426,8 +456,7 @@ def run_hedgtc(
     nmf = relabel_to_match(spectral, nmf_consensus(consensus_runs, k, seed=config.seed))
     agreement = float(adjusted_rand_score(spectral, nmf))
     all_runs = co_association(runs)
-    if progress is not None:
-        progress("heterogeneous", 1, 1)
+    report(progress, "heterogeneous", 0.7, dual_agreement=agreement)
     history.append(
         {
             "stage": "heterogeneous",
@@ -444,7 +473,7 @@ def run_hedgtc(
         k,
         config.gat,
         tie_breaker=all_runs,
-        progress=progress,
+        progress=scaled_progress(progress, 0.7, 1.0),
         cancel=cancel,
     )
     history.append(
@@ -456,11 +485,25 @@ def run_hedgtc(
         }
     )
 
-    # Step 6: one number per regime across stages.
+    # Step 6: optional refinement by persistence in time.
+    start = time.perf_counter()
+    final = network.labels
+    if config.temporal_refine:
+        check_cancel(cancel)
+        final = refine_in_time(X, network.labels, k, seed=config.seed)
+        history.append(
+            {
+                "stage": "temporal",
+                "seconds": time.perf_counter() - start,
+                "ari_refined_vs_gat": float(adjusted_rand_score(network.labels, final)),
+            }
+        )
+
+    # Step 7: one number per regime across stages.
     homogeneous = {
         name: relabel_to_match(spectral, labels) for name, labels in homogeneous.items()
     }
-    final = relabel_to_match(spectral, network.labels)
+    final = relabel_to_match(spectral, final)
     history.append(
         {
             "stage": "final",

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from engine.clustering.baselines import run_gmm, run_kmeans, run_ward
-from engine.clustering.control import Cancel, Progress, check_cancel
+from engine.clustering.control import Cancel, Progress, check_cancel, report
 from engine.clustering.errors import ClusteringWarning
 
 __all__ = [
@@ -125,11 +125,13 @@ def deep_members() -> dict[str, Member]:
 
     Notes
     -----
-    Both runners take prepared :class:`engine.clustering.prepare.Samples`
-    (DSC needs the grid), not a feature matrix: their members carry
-    ``needs_samples = True`` and :func:`engine.clustering.hedgtc.run_hedgtc`
-    hands them the samples. Each run uses ``DSCConfig.quick(seed=seed,
-    threads=1)``.
+    Both runners take prepared :class:`engine.clustering.prepare.Samples`,
+    not a feature matrix (DSC rebuilds its grid from ``X`` and the land
+    mask when the samples carry none, so ``PrepareConfig(grid=True)`` is
+    not needed): their members carry ``needs_samples = True`` and
+    :func:`engine.clustering.hedgtc.run_hedgtc` hands them the samples.
+    Each run uses ``DSCConfig.quick(seed=seed, threads=1)``; DSC's LSTM
+    sees a window of 2 steps either side, DEC no temporal context.
     """
     found: dict[str, Member] = {}
     try:
@@ -239,10 +241,11 @@ def run_members(
         Threads per worker of that cluster; 1 keeps members (and torch in
         them) from competing for cores.
     progress
-        Called as ``progress("members", done, total)``.
+        Called with ``{"stage": "members", "fraction", "done",
+        "total"}`` as each run finishes.
     cancel
-        Checked between runs; True cancels the rest and raises
-        :class:`ClusteringCancelled`.
+        Token with ``is_set()``, checked between runs; once set, the rest
+        is cancelled and :class:`ClusteringCancelled` raised.
 
     Returns
     -------
@@ -309,7 +312,7 @@ def _run_serial(
         check_cancel(cancel)
         labels.append(_execute(task.member, task.X, task.k, task.seed))
         if progress is not None:
-            progress("members", done, len(tasks))
+            report(progress, "members", done / len(tasks), done=done, total=len(tasks))
     return labels
 
 
@@ -353,8 +356,13 @@ def _run_on_client(
         for done, future in enumerate(distributed.as_completed(futures), start=1):
             check_cancel(cancel)
             labels[position[future.key]] = future.result()
-            if progress is not None:
-                progress("members", done, len(futures))
+            report(
+                progress,
+                "members",
+                done / len(futures),
+                done=done,
+                total=len(futures),
+            )
     except BaseException:
         client.cancel(futures)
         raise

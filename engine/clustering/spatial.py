@@ -36,8 +36,8 @@ import xarray as xr
 
 from engine.clustering.baselines import run_kmeans
 from engine.clustering.consensus import relabel_to_match
+from engine.clustering.control import Cancel, Progress, check_cancel, report
 from engine.clustering.errors import ClusteringConfigError, ClusteringInputError
-from engine.clustering.control import Cancel, ClusteringCancelled, Progress
 
 __all__ = [
     "cell_features",
@@ -207,10 +207,11 @@ def cluster_windows(
     reference
         Matching of the labels, see :func:`match_label_maps`.
     progress
-        Called as ``progress("windows", done, total)``.
+        Called with ``{"stage": "windows", "fraction", "done", "total"}``
+        after each window.
     cancel
-        Checked before each window; True raises
-        :class:`engine.clustering.control.ClusteringCancelled`.
+        Token with ``is_set()``, checked before each window; once set,
+        :class:`engine.clustering.errors.ClusteringCancelled` is raised.
 
     Returns
     -------
@@ -251,8 +252,7 @@ def cluster_windows(
     # Step 2: cluster each window's complete cells.
     maps = np.full((starts.size, *values.shape[2:]), NO_CELL, dtype=np.int64)
     for w, start in enumerate(starts):
-        if cancel is not None and cancel():
-            raise ClusteringCancelled("spatial clustering cancelled by the caller")
+        check_cancel(cancel)
         X, cells = cell_features(values[:, start : start + window])
         if X.shape[0] < k:
             raise ClusteringInputError(
@@ -260,8 +260,9 @@ def cluster_windows(
                 "fewer clusters or fill the gaps"
             )
         maps[w][cells] = np.asarray(algorithm(X, k, seed), dtype=np.int64)
-        if progress is not None:
-            progress("windows", w + 1, starts.size)
+        report(
+            progress, "windows", (w + 1) / starts.size, done=w + 1, total=starts.size
+        )
 
     # Step 3: the same number for the same region from window to window.
     maps = match_label_maps(maps, reference=reference)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -190,9 +192,9 @@ def test_fit_is_reproducible() -> None:
 
 
 def test_fit_can_be_cancelled() -> None:
-    """A cancel that returns True stops before the first epoch."""
+    """A cancel token already set stops before the first epoch."""
     with pytest.raises(ClusteringCancelled):
-        fit_gat_clusters(_features(), AFFINITY, 4, TINY, cancel=lambda: True)
+        fit_gat_clusters(_features(), AFFINITY, 4, TINY, cancel=_set_event())
 
 
 def test_fit_rejects_mismatched_inputs() -> None:
@@ -220,3 +222,10 @@ def test_node_features_keeps_relative_variance() -> None:
 
     # float32 output: mean variance 1 to 1e-5.
     assert variances.mean() == pytest.approx(1.0, abs=1e-5)
+
+
+def _set_event() -> threading.Event:
+    """A cancel token that is already set."""
+    event = threading.Event()
+    event.set()
+    return event

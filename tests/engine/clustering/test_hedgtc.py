@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -225,11 +226,19 @@ def _split_first(X: np.ndarray, k: int, seed: int) -> np.ndarray:
 def test_progress_and_cancel(planted: tuple) -> None:
     """Progress names each stage; cancel stops the run."""
     X, _ = planted
-    seen: list[str] = []
-    run_hedgtc(X, 3, TINY, progress=lambda stage, done, total: seen.append(stage))
-    assert {"members", "homogeneous", "heterogeneous", "gat"} <= set(seen)
+    seen: list[dict] = []
+    run_hedgtc(X, 3, TINY, progress=seen.append)
+    stages = {event["stage"] for event in seen}
+    assert {"members", "homogeneous", "heterogeneous", "gat"} <= stages
+
+    # One fraction of the whole run, never decreasing, ending at 1.
+    fractions = [event["fraction"] for event in seen]
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == pytest.approx(1.0)
+    cancel = threading.Event()
+    cancel.set()
     with pytest.raises(ClusteringCancelled):
-        run_hedgtc(X, 3, TINY, cancel=lambda: True)
+        run_hedgtc(X, 3, TINY, cancel=cancel)
 
 
 def test_bad_inputs_are_named(planted: tuple) -> None:
