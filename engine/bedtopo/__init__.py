@@ -16,11 +16,25 @@ What exists:
   random patch split, with a warning);
 - ``patches``: training targets, the patches a split allows, and a torch
   Dataset of them;
+- ``losses``' default for the default model is
+  ``LossConfig.regularised()``: the radar term with the BedMachine term as
+  a fixed-weight prior, because the dynamic balance leaves the radar
+  unused by a model that starts from BedMachine; the ``paper`` preset
+  keeps the dynamic balance;
 - ``training``: ``train``, ``TrainConfig`` and its presets, checkpoints
-  in a run folder and ``load_model``.
+  in a run folder and ``load_model``;
+- ``predict``: tiled, seamless prediction of a region on the fine grid
+  with MC-dropout (or ensemble) uncertainty, ``calibrate_sigma`` and
+  ``scale_uncertainty``, NetCDF and GeoTIFF writers;
+- ``evaluate``: scores at held-out radar, against a reference grid and on
+  twins, and ``comparison_table``;
+- ``baselines``: BedMachine, linear interpolation, kriging (of the bed or
+  of the radar-minus-BedMachine residual) and gradient boosting;
+- ``experiment``: ``run_experiment``, the one call of the page, the job and
+  the CLI (split, training, calibrated prediction, baselines, scores, a run
+  folder) with ``ExperimentConfig`` presets and ``load_experiment``.
 
-Not written yet: tiled prediction over a region (with MC-dropout
-sampling) and evaluation against radar and BedMachine.
+The command line is ``python -m engine bed evaluate|train|predict``.
 
 Nothing here imports streamlit or prints; messages go to ``warnings`` and
 ``logging``.
@@ -33,6 +47,14 @@ from engine.bedtopo.errors import (
     FeatureWarning,
     FilledFeatureWarning,
     MissingFeatureWarning,
+)
+from engine.bedtopo.experiment import (
+    ExperimentConfig,
+    ExperimentError,
+    ExperimentResult,
+    ExperimentWarning,
+    load_experiment,
+    run_experiment,
 )
 from engine.bedtopo.features import (
     BEDMACHINE_FIELDS,
@@ -79,6 +101,10 @@ __all__ = [
     "ConfigError",
     "DeepTopoNet",
     "DeepTopoNetConfig",
+    "ExperimentConfig",
+    "ExperimentError",
+    "ExperimentResult",
+    "ExperimentWarning",
     "FeatureConfig",
     "FeatureError",
     "FeatureScaler",
@@ -95,9 +121,11 @@ __all__ = [
     "block_mean",
     "count_parameters",
     "fine_coordinates",
+    "load_experiment",
     "make_features",
     "pick_beds",
     "radar_to_fine_grid",
     "raw_features",
+    "run_experiment",
     "trend_names",
 ]

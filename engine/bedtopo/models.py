@@ -40,7 +40,9 @@ after ``model.eval()`` (batch norm still uses its running statistics), so
 that repeated forward passes sample the MC-dropout predictive spread. The
 attribute ``model.mc_dropout`` may also be changed after construction; it
 takes effect at the next ``model.train()`` or ``model.eval()``. The
-sampling itself belongs to prediction, which is not written yet.
+sampling itself is done by :func:`engine.bedtopo.predict.predict_region`
+(``mc_samples``), which switches the dropout layers on by itself for the
+run, whatever ``mc_dropout`` says.
 
 Measured parameter counts with the default widths (see the tests):
 

@@ -1,0 +1,156 @@
+"""Accuracy of the DeepTopoNet engine against its baselines, as tables.
+
+Three checks, each scored in the same run as the methods it compares with:
+
+1. Helheim, flight lines held out: the default model and every baseline on
+   k folds of lines (lines cut at a source change or a step over 2 km,
+   straight continuations joined); RMSE, MAE, bias, R^2 and 90 % coverage
+   at the held-out picks, averaged over folds, the RMSE on fast ice
+   (> 1000 m/a) and each RMSE over BedMachine's.
+2. Helheim, 10 x 10 km blocks held out: the paper model against gradient
+   boosting on surface features, scored against BedMachine where it was
+   withheld.
+3. A twin (engine.data.twin): the default model against the prior
+   (BedMachine-like) against the true bed, everywhere and away from lines.
+
+Run from the repository root::
+
+    GREENBED_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bed_accuracy.py
+    ... benchmarks/bed_accuracy.py --quick   # 2 folds, short training
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from engine.bedtopo.experiment import ExperimentConfig, run_experiment
+from engine.bedtopo.splits import SplitConfig
+from engine.data.errors import DataWarning
+from engine.data.grids import read_topo_hdf5
+from engine.data.radar import read_radar
+from engine.data.twin import make_twin
+
+POINT_COLUMNS = [
+    "points.n",
+    "points.rmse",
+    "points.mae",
+    "points.bias",
+    "points.r2",
+    "points.coverage_90",
+    "fast.n",
+    "fast.rmse",
+]
+
+
+def helheim() -> tuple[object, pd.DataFrame]:
+    """The Helheim grid and its radar picks."""
+    root = Path(os.environ.get("GREENBED_DATA_DIR", "/work/shared/data"))
+    folder = root / "pinnicle_greenland"
+    return (
+        read_topo_hdf5(folder / "subdomain_data.h5"),
+        read_radar(folder / "flightTracks.mat"),
+    )
+
+
+def lines(config: ExperimentConfig, folds: list[int], n_folds: int) -> pd.DataFrame:
+    """Mean point scores per method over the given folds of a line split."""
+    grid, picks = helheim()
+    tables = []
+    for fold in folds:
+        start = time.perf_counter()
+        split = SplitConfig(kind="lines", n_folds=n_folds, fold=fold)
+        result = run_experiment(grid, picks, replace(config, split=split))
+        table = result.table[POINT_COLUMNS].copy()
+        table["sigma_calibration"] = result.metrics["sigma_calibration"]
+        tables.append(table)
+        model = table.iloc[0]
+        print(
+            f"  fold {fold}: model RMSE {model['points.rmse']:.1f} m, BedMachine "
+            f"{table.loc['bedmachine', 'points.rmse']:.1f} m, "
+            f"{time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+    mean = pd.concat(tables).groupby(level=0, sort=False).mean()
+    mean["rmse_over_bedmachine"] = mean["points.rmse"] / mean.loc[
+        "bedmachine", "points.rmse"
+    ]
+    return mean
+
+
+def blocks(config: ExperimentConfig) -> pd.DataFrame:
+    """Paper model and GB on surface features, 10 km blocks held out."""
+    grid, picks = helheim()
+    split = SplitConfig(kind="blocks", n_folds=4, fold=0, block_size_m=10_000.0)
+    result = run_experiment(grid, picks, replace(config, split=split))
+    columns = ["withheld.n", "withheld.rmse", "withheld.mae", "withheld.bias"]
+    table = result.table[columns].copy()
+    table["rmse_over_gbr_surface"] = (
+        table["withheld.rmse"] / table.loc["gbr_surface", "withheld.rmse"]
+    )
+    return table
+
+
+def twin_check(config: ExperimentConfig) -> pd.DataFrame:
+    """Default model and the prior against the twin's true bed."""
+    twin = make_twin(seed=3)
+    result = run_experiment(twin.grid, twin.radar, config)
+    table = result.table[
+        ["twin.rmse_true", "twin.rmse_true_away", "twin.share_away", "points.rmse"]
+    ].copy()
+    for column in ("twin.rmse_true", "twin.rmse_true_away"):
+        table[f"{column}_over_prior"] = (
+            table[column] / table.loc["bedmachine", column]
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 folds, short runs")
+    parser.add_argument("--preset", default="quick", help="model preset, lines")
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--skip", nargs="*", default=[], help="lines blocks twin")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    warnings.simplefilter("ignore", DataWarning)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 30)
+
+    # Helheim, flight lines held out.
+    folds = [0, 1] if args.quick else list(range(args.folds))
+    if "lines" not in args.skip:
+        config = ExperimentConfig.preset(args.preset)
+        if args.quick:
+            config = replace(config, baselines=("bedmachine", "linear", "gbr_residual"))
+        print(f"Helheim, lines held out, preset {args.preset}, folds {folds} of "
+              f"{args.folds}", flush=True)
+        print(lines(config, folds, args.folds).round(3).to_string(), flush=True)
+
+    # Helheim, blocks held out: the paper model.
+    if "blocks" not in args.skip:
+        paper = ExperimentConfig.paper(baselines=("bedmachine", "gbr_surface"))
+        if args.quick:
+            paper = replace(paper, train=replace(paper.train, epochs=10))
+        print("\nHelheim, 10 km blocks held out (fold 0 of 4), paper preset",
+              flush=True)
+        print(blocks(paper).round(3).to_string(), flush=True)
+
+    # Twin: model against the prior, against the truth.
+    if "twin" not in args.skip:
+        config = ExperimentConfig.preset(
+            args.preset, baselines=("bedmachine", "linear", "gbr_residual")
+        )
+        print(f"\nTwin (seed 3, 96 x 128), preset {args.preset}", flush=True)
+        print(twin_check(config).round(3).to_string(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""run_experiment on a tiny twin: files, round trip, table, cancel, inputs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.bedtopo.errors import ConfigError, FeatureError
+from engine.bedtopo.experiment import (
+    ExperimentConfig,
+    ExperimentError,
+    check_inputs,
+    inner_split,
+    load_experiment,
+    run_experiment,
+)
+from engine.bedtopo.splits import SplitConfig, make_split
+from engine.bedtopo.training import TrainConfig
+from engine.data.errors import DataWarning
+from engine.data.twin import make_twin
+
+#: A narrow trunk and two epochs: the whole experiment takes seconds.
+TINY_TRAIN = TrainConfig.quick(
+    widths=(8, 8, 16, 16, 16),
+    patch_size=16,
+    patch_stride=8,
+    batch_size=8,
+    epochs=2,
+    patience=0,
+    device="cpu",
+    threads=2,
+)
+
+#: Three folds of lines with small buffers, so that a 6 km twin keeps
+#: fitting picks; three cheap baselines; four MC passes.
+TINY = ExperimentConfig(
+    train=TINY_TRAIN,
+    split=SplitConfig(n_folds=3, buffer_m=300.0),
+    baselines=("bedmachine", "linear", "gbr_residual"),
+    mc_samples=4,
+    validation_folds=3,
+    validation_buffer_m=0.0,
+)
+
+RUN_FILES = (
+    "config.json",
+    "model.pt",
+    "scaler.json",
+    "history.json",
+    "prediction.nc",
+    "scores.csv",
+    "metrics.json",
+    "heldout.csv",
+)
+
+
+@pytest.fixture(scope="module")
+def twin():
+    """A 40 x 40 twin (6 km square) with six flight lines."""
+    return make_twin(seed=5, ny=40, nx=40, n_troughs=1, n_ridges=1)
+
+
+@pytest.fixture(scope="module")
+def finished(twin, tmp_path_factory):
+    """One experiment run into a folder, with its progress records."""
+    run_dir = tmp_path_factory.mktemp("run")
+    records = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        result = run_experiment(
+            twin.grid, twin.radar, TINY, run_dir=run_dir, progress=records.append
+        )
+    return result, run_dir, records
+
+
+def test_run_folder_holds_every_file_and_no_temporary(finished):
+    _, run_dir, _ = finished
+    names = {p.name for p in run_dir.iterdir()}
+    assert set(RUN_FILES) <= names
+    # Atomic writes leave no ".name.xxx.tmp" or ".part" file behind.
+    assert not [n for n in names if n.startswith(".")]
+
+
+def test_load_experiment_reads_back_the_same(finished):
+    result, run_dir, _ = finished
+    loaded = load_experiment(run_dir)
+    pd.testing.assert_frame_equal(loaded.table, result.table)
+    pd.testing.assert_frame_equal(loaded.heldout, result.heldout)
+    assert loaded.config == result.config
+    assert loaded.history == result.history
+    assert loaded.cancelled is False
+    assert loaded.metrics["sigma_calibration"] == result.metrics["sigma_calibration"]
+    for name in ("bed", "bed_std", "bed_lower_90", "bed_upper_90"):
+        # Both float32: NetCDF stores the values exactly.
+        np.testing.assert_array_equal(
+            loaded.prediction[name].values, result.prediction[name].values
+        )
+    assert loaded.prediction.rio.crs.to_epsg() == 3413
+    assert loaded.model is not None and loaded.model.best_epoch >= 1
+
+
+def test_table_scores_model_and_baselines_on_the_same_picks(finished, twin):
+    result, _, _ = finished
+    table = result.table
+    assert list(table.index) == ["deeptoponet", "bedmachine", "linear", "gbr_residual"]
+    assert table["points.n"].nunique() == 1
+    assert table.loc["deeptoponet", "points.n"] == len(result.heldout)
+    assert np.isfinite(table.loc["deeptoponet", "points.coverage_90"])
+    assert {"twin.rmse_true", "twin.rmse_true_away", "fast.n"} <= set(table.columns)
+
+    # The held-out picks table gives each method's bed at the same picks.
+    heldout = result.heldout
+    for column in ("x", "y", "line_id", "radar_bed", "model_bed", "model_lower_90",
+                   "model_upper_90", "bedmachine_bed", "linear_bed",
+                   "gbr_residual_bed"):
+        assert column in heldout
+    rmse = np.sqrt(np.mean((heldout["model_bed"] - heldout["radar_bed"]) ** 2))
+    # Same picks and the same nearest-cell sampling as the table.
+    assert rmse == pytest.approx(table.loc["deeptoponet", "points.rmse"], rel=1e-9)
+
+
+def test_progress_stages_in_order_to_one(finished):
+    _, _, records = finished
+    stages = [r["stage"] for r in records]
+    order = ["train", "predict", "baselines", "evaluate"]
+    assert [s for s in order if s in stages] == order
+    assert stages == sorted(stages, key=order.index)
+    fractions = [r["fraction"] for r in records]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    first = records[0]
+    assert {"epoch", "loss", "val_rmse", "seconds"} <= set(first)
+
+
+def test_test_picks_stay_out_of_fitting_and_validation(twin):
+    outer = make_split(twin.grid, twin.radar, TINY.split)
+    inner = inner_split(twin.grid, twin.radar, outer, folds=3, buffer_m=0.0)
+    test = set(outer.heldout_picks.tolist())
+    assert not test & set(inner.train_picks.tolist())
+    assert not test & set(inner.heldout_picks.tolist())
+    assert not set(inner.train_picks.tolist()) & set(inner.heldout_picks.tolist())
+    assert len(inner.heldout_picks) > 0
+    # Validation cells are no BedMachine target, nor are the test cells.
+    assert not (inner.bedmachine_train_mask & inner.heldout_radar_mask).any()
+    assert not (inner.bedmachine_train_mask & outer.heldout_radar_mask).any()
+
+
+def test_cancel_after_first_epoch(twin, tmp_path):
+    cancel = threading.Event()
+
+    def progress(record):
+        if record["stage"] == "train":
+            cancel.set()
+
+    config = ExperimentConfig(
+        train=replace(TINY_TRAIN, epochs=5),
+        split=TINY.split,
+        baselines=("bedmachine",),
+        mc_samples=4,
+        validation_folds=3,
+        validation_buffer_m=0.0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        result = run_experiment(
+            twin.grid,
+            twin.radar,
+            config,
+            run_dir=tmp_path,
+            progress=progress,
+            cancel=cancel,
+        )
+    assert result.cancelled
+    assert result.prediction is None and result.table.empty
+    assert len(result.history) == 1
+    assert (tmp_path / "model.pt").is_file()
+    assert not (tmp_path / "prediction.nc").exists()
+    loaded = load_experiment(tmp_path)
+    assert loaded.cancelled and loaded.prediction is None
+
+
+def test_config_round_trip_and_presets():
+    for name in ("quick", "standard", "paper"):
+        config = ExperimentConfig.preset(name)
+        again = ExperimentConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+        assert again == config
+    quick = ExperimentConfig.quick()
+    assert quick.baselines == ("bedmachine", "linear", "gbr_residual")
+    assert ExperimentConfig.paper().train.loss.mode == "dynamic"
+    assert ExperimentConfig.standard().train.loss.mode == "fixed"
+    with pytest.raises(ConfigError, match="unknown baselines"):
+        ExperimentConfig(baselines=("splines",))
+    with pytest.raises(ConfigError, match="calibrate"):
+        ExperimentConfig(mc_samples=0)
+    with pytest.raises(ConfigError, match="preset"):
+        ExperimentConfig.preset("fast")
+
+
+def test_grid_and_radar_that_do_not_overlap(twin):
+    far = twin.radar.assign(x=twin.radar["x"] + 500_000.0)
+    with pytest.raises(ExperimentError, match="none of the .* radar picks falls"):
+        run_experiment(twin.grid, far, TINY)
+
+
+def test_region_without_radar_thickness(twin):
+    blank = twin.radar.assign(ice_thickness=np.nan)
+    with pytest.raises(ExperimentError, match="gives a bed"):
+        check_inputs(twin.grid, blank)
+
+
+def test_nan_only_fields(twin):
+    grid = twin.grid.copy()
+    grid["bed_bedmachine"] = grid["bed_bedmachine"] * np.nan
+    with pytest.raises(FeatureError, match="bed_bedmachine is NaN in every cell"):
+        run_experiment(grid, twin.radar, TINY)
+    with pytest.raises(FeatureError, match="has no surface_elevation"):
+        check_inputs(twin.grid.drop_vars("surface_elevation"), twin.radar)
