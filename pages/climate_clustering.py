@@ -182,11 +182,13 @@ if state is not None and state.state == "done":
         )  # fmt: skip
 
     st.subheader("Metrics (in the input space)")
-    st.dataframe(pd.DataFrame([result.metrics]), hide_index=True, width="stretch")
+    rows = ui.metrics_of_runs_on(run_data, current=job_id)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(
         "Internal scores are computed on the prepared data, not in a network's "
         "latent space, where they would be inflated. Stability: mean adjusted "
-        "Rand index between runs with different seeds."
+        "Rand index between runs with different seeds. One row per finished "
+        "run on this same data (this run first)."
     )
 
     if result.stages:

@@ -134,6 +134,22 @@ def load_run(job_id: str, finished: float | None) -> Any:
     return load_clustering(store.job_dir(job_id))
 
 
+def metrics_of_runs_on(data: dict[str, Any], *, current: str) -> list[dict[str, Any]]:
+    """Metrics of every finished clustering run on the same data, current first."""
+    rows = []
+    for job in store.list_jobs():
+        if job.task != "clustering.run" or job.state != "done":
+            continue
+        folder = store.job_dir(job.job_id)
+        if store.read_json(folder / "data.json") != data:
+            continue
+        metrics = store.read_json(folder / "metrics.json", {}) or {}
+        row = {"run": job.job_id, "what": job.label}
+        row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        rows.insert(0, row) if job.job_id == current else rows.append(row)
+    return rows
+
+
 def run_files(job_id: str) -> dict[str, Path]:
     """Downloadable files of a run that exist."""
     folder = store.job_dir(job_id)
@@ -192,11 +208,12 @@ def timeline_figure(labels: xr.DataArray) -> go.Figure:
             zmin=-0.5,
             zmax=k - 0.5,
             colorscale=scale,
-            colorbar=dict(tickvals=list(range(k)), title="cluster"),
+            colorbar=dict(tickvals=list(range(k)), title="cluster", len=1.0,
+                          thickness=14),
             hovertemplate="%{x}<br>cluster %{z}<extra></extra>",
         )
     )
-    fig.update_layout(height=160, margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_layout(height=60 + 22 * k, margin=dict(l=10, r=10, t=10, b=10))
     return fig
 
 
@@ -229,7 +246,7 @@ def label_map_figure(labels: xr.DataArray, *, title: str) -> go.Figure:
 
 
 def deck_map(da: xr.DataArray, *, cluster: int | None) -> pdk.Deck:
-    """A field on a pydeck map (no internet needed: a local empty style)."""
+    """A field on a pydeck map over an empty local style (works offline)."""
     lat = da["lat"].to_numpy()
     lon = da["lon"].to_numpy()
     half_lat = abs(float(lat[1] - lat[0])) / 2 if lat.size > 1 else 0.25
@@ -258,13 +275,15 @@ def deck_map(da: xr.DataArray, *, cluster: int | None) -> pdk.Deck:
     tip = {"text": "{value} " + da.attrs.get("units", "")}
     if cluster is not None:
         tip["text"] += f"\ncluster {cluster} at this time"
+    # An empty local style: without one, Streamlit fetches a basemap style
+    # from the internet, and offline the chart stays blank.
     return pdk.Deck(layers=[layer], initial_view_state=view, tooltip=tip,
                     map_style="/app/static/map_style_empty.json")  # fmt: skip
 
 
 def composites_figure(composites: xr.Dataset) -> go.Figure:
     """Small multiples: each cluster (rows) by each variable (columns)."""
-    names = list(composites.data_vars)
+    names = [n for n, v in composites.data_vars.items() if {"lat", "lon"} <= set(v.dims)]
     clusters = composites["cluster"].to_numpy()
     fig = make_subplots(rows=len(clusters), cols=len(names),
                         subplot_titles=[f"{n} (cluster {c})" for c in clusters for n in names],

@@ -64,3 +64,51 @@ def test_uploads_over_the_limit_are_refused_and_names_never_reach_the_disk(
     path = ui.save_upload(b"CDF\x01", "../../etc/passwd")
     assert path.parent == tmp_path / "runs" / "uploads"
     assert path.suffix == ".nc" and "passwd" not in path.name
+
+
+def wait_for_job(at: AppTest, timeout: float = 300.0) -> str:
+    """The job the page started, once it has ended (done, failed, cancelled)."""
+    import time
+
+    from engine.jobs import store
+
+    job_id = at.query_params["job"]
+    job_id = job_id[0] if isinstance(job_id, list) else job_id
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.read_state(job_id).is_final:
+            return job_id
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not end in {timeout} s")
+
+
+def test_short_dsc_and_hedgtc_runs_render_every_view(
+    wfde5_dir, monkeypatch, tmp_path
+):
+    from engine.jobs import store
+
+    at = run_page(monkeypatch, tmp_path)
+    at.toggle(key=ui.DAILY).set_value(True).run()
+    at.multiselect(key=ui.VARIABLES).set_value(["Tair", "Wind"]).run()
+    at.number_input(key=ui.K).set_value(3).run()
+    for method, stages in (("DSC (CNN-LSTM autoencoder)", False),
+                           ("HEDGTC (ensembles + graph attention)", True)):  # fmt: skip
+        # Run the method on the 31 daily steps through the real job queue.
+        at.selectbox(key=ui.METHOD).set_value(method).run()
+        at.button(key=ui.RUN).click().run()
+        job_id = wait_for_job(at)
+        assert store.read_state(job_id).state == "done", store.read_state(job_id).error
+        at.run()
+        assert not at.exception, at.exception
+
+        # Every view of a temporal run is there.
+        headings = [h.value for h in at.subheader]
+        for heading in ("Timeline", "Composites: each cluster's mean anomaly",
+                        "Metrics (in the input space)", "Downloads"):  # fmt: skip
+            assert heading in headings
+        assert ("HEDGTC stages" in headings) == stages
+
+        # Moving the time slider shows another day and its cluster.
+        at.slider(key=ui.TIME).set_value(10).run()
+        assert not at.exception
+        assert any("2017-01-11" in m.value for m in at.markdown)
