@@ -124,7 +124,7 @@ if state is not None and state.state == "done":
 
     st.header("3. Results")
     layers = ui.result_layers(result, run_grid)
-    st_folium(
+    result_output = st_folium(
         ui.result_map(result, run_grid),
         key=f"bed.result_map.{job_id}",
         height=560,
@@ -152,12 +152,30 @@ if state is not None and state.state == "done":
         )
 
     st.subheader("Profile")
-    lines = sorted(int(v) for v in run_picks["line_id"].unique())
-    line = st.selectbox("Flight line", lines, key=ui.PROFILE_LINE)
-    if line is not None:
-        frame = ui.profile_points(result, run_grid, run_picks, line_id=line)
+    drawn = ui.drawn_line(result_output)
+    along = st.radio(
+        "Along", ["a flight line", "the line drawn on the result map"],
+        horizontal=True, key="bed.profile_along", disabled=drawn is None,
+        help="Draw a line with the line tool on the result map to use it.",
+    )
+    if along == "a flight line" or drawn is None:
+        counts = run_picks["line_id"].value_counts()
+        lines = [int(v) for v, n in counts.items() if n >= 3]
+        line = st.selectbox(
+            "Flight line (longest first)", lines, key=ui.PROFILE_LINE,
+            format_func=lambda v: f"line {v} ({counts[v]} picks)",
+        )
+        if line is not None:
+            frame = ui.profile_points(result, run_grid, run_picks, line_id=line)
+            st.plotly_chart(
+                ui.profile_figure(frame, f"Flight line {line}"), key="bed.profile"
+            )
+        else:
+            st.info("No flight line with three or more picks lies in this region.")
+    else:
+        frame = ui.profile_points(result, run_grid, run_picks, lonlat=drawn)
         st.plotly_chart(
-            ui.profile_figure(frame, f"Flight line {line}"), key="bed.profile"
+            ui.profile_figure(frame, "Along the drawn line"), key="bed.profile"
         )
 
     st.subheader("3-D view")

@@ -285,8 +285,8 @@ def result_map(result: Any, grid: xr.Dataset, *, height: int = 560) -> folium.Ma
     """Result layers and held-out radar misfits on a map with a layer switcher."""
     layers = result_layers(result, grid)
     centre = grid_region(grid).to_lonlat().centroid
-    m = maps.greenland_map(draw=True, center=(centre.y, centre.x), zoom=10,
-                           height=height)  # fmt: skip
+    m = maps.greenland_map(draw=True, draw_lines=True, center=(centre.y, centre.x),
+                           zoom=10, height=height)  # fmt: skip
     for index, (name, (da, cmap, _, symmetric)) in enumerate(layers.items()):
         lo, hi = _range(da, symmetric)
         maps.raster_overlay(da, name=f"{name} ({lo:,.0f} to {hi:,.0f} m)", cmap=cmap,

@@ -103,6 +103,7 @@ def greenland_map(
     *,
     basemap: bool = False,
     draw: bool = False,
+    draw_lines: bool = False,
     height: int = 560,
     center: tuple[float, float] = (72.0, -42.0),
     zoom: int = 3,
@@ -116,6 +117,8 @@ def greenland_map(
         Greenland is drawn either way.
     draw : bool
         Add a draw tool for rectangles and polygons.
+    draw_lines : bool
+        Let the draw tool draw lines too (for profiles).
     height : int
         Height in pixels.
     center : tuple of float
@@ -153,12 +156,12 @@ def greenland_map(
         interactive=False,
     ).add_to(m)
 
-    # One draw tool, rectangles and polygons only.
+    # One draw tool: rectangles and polygons, lines when asked.
     if draw:
         folium.plugins.Draw(
             export=False,
             draw_options={
-                "polyline": False,
+                "polyline": draw_lines,
                 "circle": False,
                 "marker": False,
                 "circlemarker": False,

@@ -73,3 +73,37 @@ def test_a_region_the_data_cannot_serve_gets_the_engine_message(
     assert any(words in e.value for e in at.error)
     # Nothing can be run on it.
     assert at.button(key="bed.run").disabled
+
+
+def test_quick_run_on_a_drawn_rectangle_shows_the_results(
+    helheim_grid_path, monkeypatch, tmp_path
+):
+    import time
+
+    from engine.jobs import store
+
+    # A small rectangle on the grid (about 9 x 11 km), then Run.
+    drawing = rectangle(-38.9, 66.45, -38.7, 66.55)
+    monkeypatch.setenv("GREENBED_RUNS_DIR", str(tmp_path / "runs"))
+    with mock.patch("streamlit_folium.st_folium", return_value=drawing):
+        at = AppTest.from_file(PAGE, default_timeout=120).run()
+        at.button(key="bed.run").click().run()
+        assert not at.exception
+
+        # The run is a job outside the script run; wait for it to end.
+        job_id = at.query_params["job"]
+        job_id = job_id[0] if isinstance(job_id, list) else job_id
+        deadline = time.monotonic() + 600
+        while not store.read_state(job_id).is_final and time.monotonic() < deadline:
+            time.sleep(1)
+        assert store.read_state(job_id).state == "done", store.read_state(job_id).error
+
+        # The results: scores, maps, a profile, the 3-D view, downloads.
+        at.run()
+        assert not at.exception, at.exception
+        headings = [h.value for h in at.subheader]
+        for heading in ("Scores on held-out radar", "Maps in EPSG:3413", "Profile",
+                        "3-D view", "Downloads"):  # fmt: skip
+            assert heading in headings
+        table = at.dataframe[-2].value if len(at.dataframe) > 1 else None
+        assert table is not None and "deeptoponet" in " ".join(map(str, table.index))
