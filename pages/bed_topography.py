@@ -99,7 +99,7 @@ if st.button("Run DeepTopoNet", key=ui.RUN, type="primary", disabled=summary is 
     params = ui.run_params(region, preset, resolution, split)
     jobs.submit("bedtopo.experiment", params, label=ui.run_label(params, summary))
 
-job_id = jobs.active_job_id()
+job_id = jobs.active_job_id("bedtopo.experiment")
 if job_id is None:
     st.info("Runs appear here: progress, then the results.")
     state = None

@@ -127,7 +127,7 @@ if st.button("Run", key=ui.RUN, type="primary"):
         + (", daily" if daily else ""),
     )
 
-job_id = jobs.active_job_id()
+job_id = jobs.active_job_id("clustering.run")
 state = None
 if job_id is None:
     st.info("Runs appear here: progress, then the cluster maps.")
@@ -168,6 +168,9 @@ if state is not None and state.state == "done":
             ui.field_heatmap(field, title=f"{variable} at {times[index]:%Y-%m-%d %H:%M}"),
             key="climate.field",
         )
+        with st.expander("Play through time"):
+            st.plotly_chart(ui.animated_field(run_cube[variable], labels),
+                            key="climate.play")  # fmt: skip
         st.subheader("Composites: each cluster's mean anomaly")
         st.plotly_chart(ui.composites_figure(result.composites), key="climate.comp")
     else:

@@ -281,6 +281,46 @@ def deck_map(da: xr.DataArray, *, cluster: int | None) -> pdk.Deck:
                     map_style="/app/static/map_style_empty.json")  # fmt: skip
 
 
+def animated_field(da: xr.DataArray, labels: xr.DataArray, *, frames: int = 120
+                   ) -> go.Figure:
+    """A field over time with a play button; each frame names its cluster.
+
+    At most ``frames`` time steps are shown, evenly spaced.
+    """
+    times = pd.to_datetime(labels["time"].to_numpy())
+    picks = np.unique(np.linspace(0, len(times) - 1, min(frames, len(times))).astype(int))
+    values = da.sel(time=labels["time"]).to_numpy()
+    lo, hi = np.nanpercentile(values, [2, 98])
+
+    def heat(i: int) -> go.Heatmap:
+        return go.Heatmap(x=da["lon"], y=da["lat"], z=values[i], zmin=lo, zmax=hi,
+                          colorscale="Viridis",
+                          colorbar=dict(title=da.attrs.get("units", "")))  # fmt: skip
+
+    def title(i: int) -> str:
+        return f"{da.name} at {times[i]:%Y-%m-%d %H:%M}: cluster {int(labels[i])}"
+
+    fig = go.Figure(
+        data=[heat(picks[0])],
+        frames=[go.Frame(data=[heat(i)], name=str(i),
+                         layout=go.Layout(title=title(i))) for i in picks],
+    )  # fmt: skip
+    fig.update_layout(
+        title=title(picks[0]), height=420, margin=dict(l=10, r=10, t=60, b=10),
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=1.15,
+                          xanchor="left", buttons=[
+            dict(label="Play", method="animate",
+                 args=[None, dict(frame=dict(duration=300, redraw=True),
+                                  fromcurrent=True)]),
+            dict(label="Pause", method="animate",
+                 args=[[None], dict(mode="immediate",
+                                    frame=dict(duration=0, redraw=False))]),
+        ])],
+    )  # fmt: skip
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
 def composites_figure(composites: xr.Dataset) -> go.Figure:
     """Small multiples: each cluster (rows) by each variable (columns)."""
     names = [n for n, v in composites.data_vars.items() if {"lat", "lon"} <= set(v.dims)]

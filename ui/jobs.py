@@ -29,16 +29,26 @@ __all__ = [
 JOB_PARAM = "job"
 
 
-def active_job_id() -> str | None:
-    """The job named in the URL, when it exists."""
+def active_job_id(task: str | None = None) -> str | None:
+    """The page's job: the one named in the URL, else the newest unfinished one.
+
+    A reload keeps the URL, so it shows the same job; a second tab opened on
+    the page without one shows the job that is queued or running for the
+    task, from whichever session started it (the queue is shared).
+    """
     job_id = st.query_params.get(JOB_PARAM)
-    if not job_id:
-        return None
-    try:
-        store.read_state(job_id)
-    except (FileNotFoundError, ValueError):
-        return None
-    return job_id
+    if job_id:
+        try:
+            store.read_state(job_id)
+            return job_id
+        except (FileNotFoundError, ValueError):
+            pass
+    if task is not None:
+        for job in store.list_jobs():
+            if job.task == task and not job.is_final:
+                set_active_job(job.job_id)
+                return job.job_id
+    return None
 
 
 def set_active_job(job_id: str | None) -> None:

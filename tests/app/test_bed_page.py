@@ -107,3 +107,23 @@ def test_quick_run_on_a_drawn_rectangle_shows_the_results(
             assert heading in headings
         table = at.dataframe[-2].value if len(at.dataframe) > 1 else None
         assert table is not None and "deeptoponet" in " ".join(map(str, table.index))
+
+
+def test_a_second_tab_shows_the_running_job_not_a_new_one(
+    helheim_grid_path, monkeypatch, tmp_path
+):
+    from engine.jobs import store
+
+    # A job another session started, still running (no worker needed here).
+    monkeypatch.setenv("GREENBED_RUNS_DIR", str(tmp_path / "runs"))
+    job = store.create_job("bedtopo.experiment", {}, label="from another tab")
+    state = store.read_state(job.job_id)
+    state.state = "running"
+    store.write_state(state)
+
+    # A fresh page without ?job= finds it and names it in its URL.
+    with mock.patch("streamlit_folium.st_folium", return_value=None):
+        at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert any(job.job_id in c.value for c in at.caption)
+    assert at.query_params["job"] in (job.job_id, [job.job_id])
