@@ -55,6 +55,9 @@ def test_draw_run_quick_and_download_the_prediction(
     assert maps.count() == 2  # the region map and the result map
     result_map = page.frame_locator('iframe[title="streamlit_folium.st_folium"]').nth(1)
     result_map.locator("img.leaflet-image-layer").first.wait_for(timeout=60_000)
+    maps.nth(1).evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(screenshot_dir / "bed_result_map.png"))
 
     # A profile along a flight line is drawn.
     page.get_by_text("Profile", exact=True).scroll_into_view_if_needed()
