@@ -77,15 +77,6 @@ def cut_region(grid: Any, picks: Any, region_geojson: dict[str, Any] | None):
     return window, grid, inside.reset_index(drop=True)
 
 
-class _CancelFlag:
-    """``is_set()`` over a job's cancel file, as the engine expects."""
-
-    def __init__(self, context: JobContext) -> None:
-        self._context = context
-
-    def is_set(self) -> bool:
-        return self._context.cancelled()
-
 
 def run_bed_experiment(params: dict[str, Any], context: JobContext) -> dict[str, Any]:
     """Train DeepTopoNet on a region, predict it, score it against baselines.
@@ -144,7 +135,7 @@ def run_bed_experiment(params: dict[str, Any], context: JobContext) -> dict[str,
         config,
         run_dir=context.run_dir,
         progress=context.progress,
-        cancel=_CancelFlag(context),
+        cancel=context.cancel_event(),
     )
     if result.cancelled:
         raise JobCancelled

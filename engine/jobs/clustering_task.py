@@ -51,15 +51,6 @@ def open_source(
         return cube.load()
 
 
-class _CancelFlag:
-    """``is_set()`` over a job's cancel file, as the engine expects."""
-
-    def __init__(self, context: JobContext) -> None:
-        self._context = context
-
-    def is_set(self) -> bool:
-        return self._context.cancelled()
-
 
 def run_clustering_job(params: dict[str, Any], context: JobContext) -> dict[str, Any]:
     """Cluster a climate cube as the page asked.
@@ -86,7 +77,7 @@ def run_clustering_job(params: dict[str, Any], context: JobContext) -> dict[str,
         config,
         run_dir=context.run_dir,
         progress=context.progress,
-        cancel=_CancelFlag(context),
+        cancel=context.cancel_event(),
     )
     if result.cancelled:
         raise JobCancelled

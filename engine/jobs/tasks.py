@@ -17,7 +17,14 @@ from typing import Any, Callable
 
 from engine.jobs import store
 
-__all__ = ["TASKS", "JobContext", "JobCancelled", "resolve_task", "selftest"]
+__all__ = [
+    "TASKS",
+    "JobContext",
+    "JobCancelled",
+    "CancelFlag",
+    "resolve_task",
+    "selftest",
+]
 
 #: Registered tasks: name -> "module:function".
 TASKS: dict[str, str] = {
@@ -64,10 +71,25 @@ class JobContext:
         """True when a cancel was asked for."""
         return store.cancel_requested(self.job_id, self.root)
 
+    def cancel_event(self) -> "CancelFlag":
+        """An ``is_set()`` view of the cancel flag, as the engine's loops take."""
+        return CancelFlag(self)
+
     def check_cancel(self) -> None:
         """Raise :class:`JobCancelled` when a cancel was asked for."""
         if self.cancelled():
             raise JobCancelled
+
+
+class CancelFlag:
+    """``is_set()`` over a job's cancel file (like ``threading.Event``)."""
+
+    def __init__(self, context: JobContext) -> None:
+        self._context = context
+
+    def is_set(self) -> bool:
+        """True when a cancel was asked for."""
+        return self._context.cancelled()
 
 
 def resolve_task(name: str) -> Callable[[dict[str, Any], JobContext], dict[str, Any]]:
