@@ -209,7 +209,12 @@ def _parse_number(text: str, column: str, line: int) -> float:
 
 def _decode(data: bytes | str) -> str:
     """CSV text from bytes or text, with the size checked."""
-    # Size limit, in bytes
+    # Text or bytes only; then the size limit, in bytes
+    if not isinstance(data, (str, bytes, bytearray, memoryview)):
+        raise CSVValueError(
+            f"expected the file's content as text or bytes, got {type(data).__name__}; "
+            "upload a CSV file"
+        )
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     if len(raw) > MAX_CSV_BYTES:
         raise CSVSizeError(
@@ -224,6 +229,11 @@ def _decode(data: bytes | str) -> str:
         raise CSVValueError(
             "the file is not UTF-8 text; save it as 'CSV UTF-8 (comma delimited)'"
         ) from None
+
+
+def _short(name: str, limit: int = 40) -> str:
+    """A column name as a message may quote it: cut to ``limit`` characters."""
+    return repr(name if len(name) <= limit else name[:limit] + "...")
 
 
 def _header(rows: list[list[str]], label_column: str) -> tuple[list[str], int]:
@@ -243,13 +253,13 @@ def _header(rows: list[list[str]], label_column: str) -> tuple[list[str], int]:
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise CSVColumnError(
-            f"column name(s) {', '.join(map(repr, duplicates))} appear more than "
+            f"column name(s) {', '.join(map(_short, duplicates[:10]))} appear more than "
             "once; give every column its own name"
         )
 
     # The label column and at least one feature column
     if label_column not in header:
-        found = ", ".join(repr(name) for name in header[:10])
+        found = ", ".join(_short(name) for name in header[:10])
         raise CSVColumnError(
             f"no column named {label_column!r} (found {found}); name the column "
             f"holding the classes {label_column!r}"

@@ -1103,7 +1103,8 @@ def _order_lat(ds: xr.Dataset, source: str) -> xr.Dataset:
     if lat.size and (lat.min() < -90 or lat.max() > 90):
         raise SchemaError(
             f"{source}: latitudes run {lat.min()}..{lat.max()}, beyond "
-            "-90..90; these are not degrees north"
+            "-90..90; these are not degrees north: check the file, or regrid it "
+            "to a lat/lon grid in degrees"
         )
     return _increasing(ds, "lat")
 
@@ -1114,7 +1115,8 @@ def _order_lon(ds: xr.Dataset, source: str) -> xr.Dataset:
     if lon.size and (lon.min() < -180 or lon.max() > 360):
         raise SchemaError(
             f"{source}: longitudes run {lon.min()}..{lon.max()}, beyond "
-            "-180..360; these are not degrees east"
+            "-180..360; these are not degrees east: check the file, or regrid it "
+            "to a lat/lon grid in degrees"
         )
 
     # Wrap 0..360 to -180..180; a repeated column (0 and 360) is kept once.

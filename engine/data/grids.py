@@ -169,6 +169,61 @@ def _check_regular(values: np.ndarray, axis_name: str, path: Path) -> None:
         )
 
 
+def _hdf5_array(handle: h5py.File, name: str, path: Path) -> np.ndarray:
+    """Read one numeric array of an HDF5 grid, with clear errors."""
+    # A group or a text array in place of numbers is a schema problem.
+    item = handle[name]
+    if not isinstance(item, h5py.Dataset) or item.dtype.kind not in "biuf":
+        kind = "a group" if isinstance(item, h5py.Group) else f"of type {item.dtype}"
+        raise SchemaError(
+            f"{path.name}: {name} is {kind}, not an array of numbers; write it "
+            "as a 2-D numeric array in the DeepTopoNet grid schema"
+        )
+
+    # Reading fails on a file cut short or corrupt inside its data.
+    try:
+        return np.asarray(item[()])
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise FileFormatError(
+            f"{path.name}: reading {name} failed ({exc}); the file is probably "
+            "truncated or corrupt: download it again"
+        ) from exc
+
+
+def _check_xy(ds: xr.Dataset, name: str) -> None:
+    """Raise SchemaError unless x and y are 1-D numeric, regular coordinates."""
+    for axis in ("x", "y"):
+        # Numbers along one dimension of the same name, at least two of them.
+        if axis not in ds.coords:
+            raise SchemaError(
+                f"{name}: no variable lies on the {axis} dimension; a grid needs "
+                "its variables on (y, x) in EPSG:3413 metres"
+            )
+        values = ds[axis]
+        if values.dims != (axis,) or values.dtype.kind not in "iuf":
+            raise SchemaError(
+                f"{name}: the {axis} coordinate is not a 1-D array of numbers "
+                f"(dims {values.dims}, type {values.dtype}); a grid needs x and y "
+                "in EPSG:3413 metres"
+            )
+        if values.size < 2:
+            raise SchemaError(
+                f"{name}: the {axis} coordinate holds {values.size} value(s); a grid "
+                "needs at least 2 cells along x and y"
+            )
+        _check_regular(values.to_numpy(), axis, Path(name))
+
+    # Every variable but scalars (a CRS such as spatial_ref) lies on (y, x).
+    flat = [
+        v for v in ds.data_vars if ds[v].ndim and not {"x", "y"} <= set(ds[v].dims)
+    ]
+    if flat:
+        raise SchemaError(
+            f"{name}: {flat} do not lie on the (y, x) grid; every variable needs "
+            "both the x and y dimensions"
+        )
+
+
 def read_topo_hdf5(path: str | PathLike[str]) -> xr.Dataset:
     """Read a grid in the DeepTopoNet HDF5 schema.
 
@@ -211,27 +266,29 @@ def read_topo_hdf5(path: str | PathLike[str]) -> xr.Dataset:
             "or of another format: download it again"
         ) from exc
 
-    with handle:
-        # The coordinates are needed; the fields are taken as found.
-        missing = [name for name in ("surf_x", "surf_y") if name not in handle]
-        if missing:
-            raise SchemaError(
-                f"{path.name} lacks {', '.join(missing)}: it is not in the "
-                "DeepTopoNet grid schema (surf_x, surf_y, surf_elv, ...)"
-            )
-        try:
-            x2d = np.asarray(handle["surf_x"][()], dtype="float64")
-            y2d = np.asarray(handle["surf_y"][()], dtype="float64")
+    try:
+        with handle:
+            # The coordinates are needed; the fields are taken as found.
+            missing = [name for name in ("surf_x", "surf_y") if name not in handle]
+            if missing:
+                raise SchemaError(
+                    f"{path.name} lacks {', '.join(missing)}: it is not in the "
+                    "DeepTopoNet grid schema (surf_x, surf_y, surf_elv, ...); check "
+                    "that it is a grid file, or download it again if it is damaged"
+                )
+            x2d = _hdf5_array(handle, "surf_x", path).astype("float64")
+            y2d = _hdf5_array(handle, "surf_y", path).astype("float64")
             arrays = {
-                new: np.asarray(handle[old][()])
+                new: _hdf5_array(handle, old, path)
                 for old, new in _HDF5_NAMES.items()
                 if old in handle
             }
-        except (OSError, KeyError) as exc:
-            raise FileFormatError(
-                f"{path.name}: reading its arrays failed ({exc}); the file is "
-                "probably truncated: download it again"
-            ) from exc
+    except (OSError, RuntimeError, KeyError) as exc:
+        # A damaged object header fails even a look-up of a name.
+        raise FileFormatError(
+            f"{path.name}: reading its structure failed ({exc}); the file is "
+            "probably truncated or corrupt: download it again"
+        ) from exc
 
     # Arrays are [x, y]: x varies along axis 0, y along axis 1. A file
     # written [y, x] instead is told by where surf_x varies, and read as such.
@@ -319,7 +376,8 @@ def read_bedmachine(
         raise FileFormatError(f"{source}: no such file; check the path or fetch it")
     try:
         ds = xr.open_dataset(source, engine=engine, mask_and_scale=True)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        # (Backends fail on foreign bytes with any of these.)
         raise FileFormatError(
             f"{name} is not a readable NetCDF file ({exc}); it may be truncated or "
             "of another format: download it again"
@@ -345,8 +403,21 @@ def read_bedmachine(
             f"{sorted(ds.data_vars)}"
         )
 
-    # Slice to the window before reading (y may run either way in a file).
+    # x and y must be regular numeric axes and the variables numbers on them.
     ds = ds[present]
+    try:
+        _check_xy(ds, name)
+        text = [v for v in present if ds[v].dtype.kind not in "biuf"]
+        if text:
+            raise SchemaError(
+                f"{name}: {text} hold {ds[text[0]].dtype} values, not numbers; "
+                "this is not a BedMachine file"
+            )
+    except SchemaError:
+        ds.close()
+        raise
+
+    # Slice to the window before reading (y may run either way in a file).
     if bounds is not None:
         x_min, y_min, x_max, y_max = bounds
         ds = ds.sel(x=slice(x_min, x_max) if ds.x[0] < ds.x[-1] else slice(x_max, x_min))

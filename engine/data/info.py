@@ -15,6 +15,7 @@ from engine.data.errors import FileFormatError
 from engine.data.grids import (
     CRS,
     VARIABLE_ATTRS,
+    _check_xy,
     finish_grid,
     read_bedmachine,
     read_topo_hdf5,
@@ -136,7 +137,8 @@ def describe_file(path: str | PathLike[str]) -> dict[str, Any]:
                 has_xy = {"x", "y"} <= set(ds.coords)
                 is_bedmachine = has_xy and "bed" in ds
                 is_grid = has_xy and bool(set(VARIABLE_ATTRS) & set(ds.data_vars))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+            # (Backends fail on foreign bytes with any of these.)
             raise FileFormatError(
                 f"{path.name} is not a readable NetCDF file ({exc}); it may be "
                 "truncated: download it again"
@@ -144,8 +146,17 @@ def describe_file(path: str | PathLike[str]) -> dict[str, Any]:
         if is_bedmachine:
             return describe_grid(read_bedmachine(path), kind="BedMachine Greenland")
         if is_grid:
-            # A grid written by this project (a twin, a prediction).
-            grid = finish_grid(xr.load_dataset(path), origin=path.name)
+            # A grid written by this project (a twin, a prediction): its axes
+            # are checked, and a failed read names the file.
+            try:
+                raw = xr.load_dataset(path)
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise FileFormatError(
+                    f"{path.name}: reading its arrays failed ({exc}); the file is "
+                    "probably truncated: write or download it again"
+                ) from exc
+            _check_xy(raw, path.name)
+            grid = finish_grid(raw, origin=path.name)
             return describe_grid(grid, kind="grid (NetCDF)")
         from engine.data.climate import describe_cube, open_climate_cube
 
@@ -156,9 +167,15 @@ def describe_file(path: str | PathLike[str]) -> dict[str, Any]:
     # Radar picks in any of their formats.
     if suffix in (".csv", ".txt", ".mat"):
         if suffix == ".mat" and h5py.is_hdf5(path):
-            with h5py.File(path, "r") as handle:
-                if "surf_x" in handle:
-                    return describe_grid(read_topo_hdf5(path), kind="grid")
+            # A v7.3 file that holds a grid; a broken one is left to read_radar,
+            # which names the problem.
+            try:
+                with h5py.File(path, "r") as handle:
+                    is_grid = "surf_x" in handle
+            except (OSError, RuntimeError, KeyError, ValueError):
+                is_grid = False
+            if is_grid:
+                return describe_grid(read_topo_hdf5(path), kind="grid")
         return describe_picks(read_radar(path))
     raise FileFormatError(
         f"{path.name}: unknown kind of file '{suffix}'; this project reads .h5 "

@@ -15,6 +15,7 @@ Formats read by :func:`read_radar`:
 
 from __future__ import annotations
 
+import csv
 import logging
 import warnings
 from os import PathLike
@@ -48,6 +49,9 @@ RADAR_COLUMNS = ["x", "y", "ice_thickness", "bed_elevation", "source", "line_id"
 #: y_max): a pick outside it is not in Greenland.
 GREENLAND_EXTENT = (-653_000.0, -3_384_500.0, 879_700.0, -632_600.0)
 
+# Longest line accepted in a CSV: a row of picks is under 200 bytes.
+_MAX_LINE_BYTES = 10_000
+
 # CReSIS files mark missing values with this number.
 _CRESIS_MISSING = -9999.0
 
@@ -60,10 +64,12 @@ def _numeric(frame: pd.DataFrame, column: str, name: str) -> np.ndarray:
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
         line = int(raw.index[first]) + 2  # the header is line 1
+        # (The cell is cut short, so that a huge cell cannot flood the message.)
+        cell = str(raw.iloc[first])
+        shown = repr(cell if len(cell) <= 40 else cell[:40] + "...")
         raise SchemaError(
             f"{name}: column '{column}' holds text where numbers are expected "
-            f"(row {line} of the file: {raw.iloc[first]!r}); fix or remove those "
-            "rows"
+            f"(row {line} of the file: {shown}); fix or remove those rows"
         )
     out = values.to_numpy(dtype="float64", copy=True)
     out[~np.isfinite(out)] = np.nan
@@ -137,7 +143,10 @@ def _picks_frame(
         )
         frame = frame[keep].reset_index(drop=True)
     if frame.empty:
-        raise SchemaError(f"{origin}: no usable radar pick (position and value)")
+        raise SchemaError(
+            f"{origin}: no usable radar pick (position and value); give every "
+            "data row below the header finite x and y and a thickness or bed value"
+        )
 
     # Picks far outside Greenland mean a wrong CRS.
     x_min, y_min, x_max, y_max = GREENLAND_EXTENT
@@ -166,7 +175,10 @@ def _read_matlab(path: Path) -> dict[str, np.ndarray]:
                     if isinstance(handle[key], h5py.Dataset)
                 }
         content = scipy.io.loadmat(path)
-    except (OSError, ValueError, TypeError, NotImplementedError) as exc:
+    except Exception as exc:  # noqa: BLE001 (see below)
+        # Truncated, corrupt or non-MATLAB bytes make scipy and h5py fail in
+        # many ways (MatReadError, zlib.error, IndexError, even scipy's own
+        # UnboundLocalError); every one means the file cannot be used as is.
         raise FileFormatError(
             f"{path.name} is not a readable MATLAB file ({exc}); it may be "
             "truncated: download or export it again"
@@ -181,19 +193,73 @@ def _read_matlab(path: Path) -> dict[str, np.ndarray]:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """Read a CSV with a header, with clear errors for unreadable files."""
+    _check_layout(path)
     try:
         # Blank lines are kept while reading so that row numbers in messages
-        # are the file's own; they are dropped just after.
-        frame = pd.read_csv(
-            path, skipinitialspace=True, dtype=str, skip_blank_lines=False
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        # are the file's own; they are dropped just after. No column is
+        # taken as an index, and a row longer than the header is an error
+        # (pandas only warns, and drops its extra values).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                skipinitialspace=True,
+                dtype=str,
+                skip_blank_lines=False,
+                index_col=False,
+            )
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(
+            f"{path.name} is not UTF-8 text ({exc}); save it as 'CSV UTF-8' with "
+            "a header row and comma-separated values"
+        ) from exc
+    except (
+        pd.errors.ParserError,
+        pd.errors.ParserWarning,
+        pd.errors.EmptyDataError,
+        csv.Error,
+        OverflowError,
+        ValueError,
+    ) as exc:
         raise FileFormatError(
             f"{path.name} is not a readable CSV file ({exc}); it needs a header row "
-            "and comma-separated values"
+            "and comma-separated values, as many in each row as the header names"
         ) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame.dropna(how="all")
+
+
+def _check_layout(path: Path) -> None:
+    """Raise FileFormatError for semicolon separators or very long lines."""
+    with path.open("rb") as handle:
+        # The header alone tells semicolons (a decimal comma would confuse
+        # the rows).
+        header = handle.readline(65_536)
+        if b";" in header and b"," not in header:
+            shown = header[:60].decode("utf-8", errors="replace").strip()
+            raise FileFormatError(
+                f"{path.name} seems to use semicolons as separators (header "
+                f"{shown!r}); save it with commas as separators and '.' as the "
+                "decimal point"
+            )
+
+        # A row of a radar table holds a few numbers; a very long line is not
+        # one (and would keep the CSV parser busy for minutes).
+        if len(header) > _MAX_LINE_BYTES:
+            handle.seek(0)
+        for number, line in enumerate(handle, start=2 if handle.tell() else 1):
+            if len(line) > _MAX_LINE_BYTES:
+                raise FileFormatError(
+                    f"{path.name}: line {number} is {len(line):,} bytes long or more, "
+                    f"beyond the {_MAX_LINE_BYTES:,} a row of a few numbers needs; "
+                    "check that it is a radar table with one pick a line"
+                )
+
+
+def _shown_columns(frame: pd.DataFrame) -> list[str]:
+    """The first column names, each cut short, for a message of bounded size."""
+    names = [name if len(name) <= 30 else name[:30] + "..." for name in frame.columns]
+    return names[:10] + (["..."] if len(names) > 10 else [])
 
 
 def _from_cresis(frame: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -209,7 +275,22 @@ def _from_cresis(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     if np.nanmax(np.abs(lat), initial=0.0) > 90:
         raise SchemaError(
             f"{name}: LAT holds values beyond 90 degrees; LAT and LON may be "
-            "swapped or in metres"
+            "swapped or in metres: give them in degrees, latitude under LAT"
+        )
+
+    # Greenland is 59-84 N and 11-74 W: such latitudes under LON and such
+    # longitudes under LAT mean the two columns are swapped.
+    if (
+        np.isfinite(lat).any()
+        and np.nanmin(lon) >= 59
+        and np.nanmax(lon) <= 84
+        and np.nanmin(lat) >= -75
+        and np.nanmax(lat) <= -10
+    ):
+        raise SchemaError(
+            f"{name}: LAT and LON look swapped (LAT {np.nanmin(lat):.1f}.."
+            f"{np.nanmax(lat):.1f}, LON {np.nanmin(lon):.1f}..{np.nanmax(lon):.1f}); "
+            "swap the two column names"
         )
 
     # Reproject to EPSG:3413 (always lon, lat order).
@@ -268,7 +349,8 @@ def read_radar(path: str | PathLike[str]) -> pd.DataFrame:
         if missing:
             raise SchemaError(
                 f"{path.name} lacks the variables {missing}; a radar MATLAB file "
-                f"needs x, y, thickness (found {sorted(arrays)})"
+                f"needs x, y, thickness (found {sorted(map(str, arrays))}): export "
+                "them under these names"
             )
         sizes = {k: arrays[k].size for k in ("x", "y", "thickness")}
         if len(set(sizes.values())) != 1:
@@ -327,7 +409,7 @@ def read_radar(path: str | PathLike[str]) -> pd.DataFrame:
         )
     else:
         raise SchemaError(
-            f"{path.name}: columns {list(frame.columns)} match no radar format; "
+            f"{path.name}: columns {_shown_columns(frame)} match no radar format; "
             "expected x, y, thickness[, source] (EPSG:3413 m), or LAT, LON, THICK "
             "(CReSIS L2), or X, Y, Bed (bed points)"
         )

@@ -175,8 +175,15 @@ def region_from_geojson(
         crossing edges, outside Greenland.
     """
     # Unwrap a Feature and check the type.
+    if not isinstance(geometry, Mapping):
+        raise RegionError(
+            f"{name} is a {type(geometry).__name__}, not a GeoJSON geometry: pass "
+            "a mapping such as {'type': 'Polygon', 'coordinates': [...]}"
+        )
     if geometry.get("type") == "Feature":
         geometry = geometry.get("geometry") or {}
+        if not isinstance(geometry, Mapping):
+            geometry = {"type": type(geometry).__name__}
     if geometry.get("type") != "Polygon":
         raise RegionError(
             f"{name} is a {geometry.get('type')!r}, not a polygon: draw a rectangle "
@@ -185,12 +192,29 @@ def region_from_geojson(
     try:
         # Positions may carry an altitude (RFC 7946); only lon and lat count.
         polygon = shapely.force_2d(shape(geometry))
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        OverflowError,
+        shapely.errors.GEOSException,
+    ) as exc:
+        # (GEOS refuses rings it cannot close, such as those with NaN corners.)
         raise RegionError(
             f"{name} is not a readable GeoJSON polygon ({exc}): draw it again"
         ) from exc
     if polygon.is_empty:
         raise RegionError(f"{name} has no corners: draw it again")
+
+    # Every corner a finite number (NaN or infinity from a broken drawing).
+    corners = shapely.get_coordinates(polygon)
+    if not np.isfinite(corners).all():
+        raise RegionError(
+            f"{name} has corners that are not finite numbers (NaN or infinity): "
+            "draw it again, or give every corner a longitude and a latitude"
+        )
 
     # Degrees in range, longitude first.
     lon, lat = np.asarray(polygon.exterior.coords).T
@@ -224,6 +248,19 @@ def region_from_lonlat_box(
     name: str = "box",
 ) -> Region:
     """Make a region from a longitude/latitude box (degrees, EPSG:4326)."""
+    # Four finite numbers, then a box that encloses an area.
+    try:
+        corners = np.array([lon_min, lat_min, lon_max, lat_max], dtype="float64")
+    except (TypeError, ValueError) as exc:
+        raise RegionError(
+            f"{name}: the box ({lon_min!r}, {lat_min!r}, {lon_max!r}, {lat_max!r}) "
+            "is not four numbers; give lon_min, lat_min, lon_max, lat_max in degrees"
+        ) from exc
+    if not np.isfinite(corners).all():
+        raise RegionError(
+            f"{name}: the box ({lon_min}, {lat_min}, {lon_max}, {lat_max}) holds NaN "
+            "or infinity; give four finite numbers in degrees"
+        )
     if lon_min >= lon_max or lat_min >= lat_max:
         raise RegionError(
             f"{name}: the box ({lon_min}, {lat_min}, {lon_max}, {lat_max}) is empty; "

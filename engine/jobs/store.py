@@ -96,7 +96,12 @@ def read_json(path: Path, default: Any = None) -> Any:
 def job_dir(job_id: str, root: Path | None = None) -> Path:
     """The folder of a job, checked to be a plain name under the runs folder."""
     root = root or runs_dir()
-    if not job_id or "/" in job_id or "\\" in job_id or job_id.startswith("."):
+    if (
+        not job_id
+        or not job_id.isprintable()
+        or any(c in job_id for c in "/\\")
+        or job_id.startswith(".")
+    ):
         raise ValueError(f"{job_id!r} is not a job id")
     return root / job_id
 
