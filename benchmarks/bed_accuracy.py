@@ -15,18 +15,16 @@ Three checks, each scored in the same run as the methods it compares with:
 
 Run from the repository root::
 
-    GREENBED_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bed_accuracy.py
+    GREENBED_DATA_DIR=<data folder> .venv/bin/python benchmarks/bed_accuracy.py
     ... benchmarks/bed_accuracy.py --quick   # 2 folds, short training
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import warnings
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -36,6 +34,7 @@ from engine.bedtopo.splits import SplitConfig
 from engine.data.errors import DataWarning
 from engine.data.grids import read_topo_hdf5
 from engine.data.radar import read_radar
+from engine.data.registry import locate
 from engine.data.twin import make_twin
 
 POINT_COLUMNS = [
@@ -52,11 +51,10 @@ POINT_COLUMNS = [
 
 def helheim() -> tuple[object, pd.DataFrame]:
     """The Helheim grid and its radar picks."""
-    root = Path(os.environ.get("GREENBED_DATA_DIR", "/work/shared/data"))
-    folder = root / "pinnicle_greenland"
+    # The data directory ($GREENBED_DATA_DIR) or the cache, as the app does.
     return (
-        read_topo_hdf5(folder / "subdomain_data.h5"),
-        read_radar(folder / "flightTracks.mat"),
+        read_topo_hdf5(locate("helheim", "subdomain_data.h5")),
+        read_radar(locate("helheim", "flightTracks.mat")),
     )
 
 

@@ -10,18 +10,16 @@
 
 Run from the repository root::
 
-    GREENBED_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/bed_speed.py
+    GREENBED_DATA_DIR=<data folder> .venv/bin/python benchmarks/bed_speed.py
     ... benchmarks/bed_speed.py --skip standard   # leave a preset out
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import time
 import warnings
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -34,6 +32,7 @@ from engine.bedtopo.training import TrainConfig, train
 from engine.data.errors import DataWarning
 from engine.data.grids import read_topo_hdf5
 from engine.data.radar import read_radar
+from engine.data.registry import locate
 from engine.data.twin import make_twin
 
 
@@ -44,9 +43,8 @@ def peak_memory_gb() -> float:
 
 def train_time(preset: str) -> dict[str, object]:
     """Seconds to train a preset on Helheim, and its epochs."""
-    root = Path(os.environ.get("GREENBED_DATA_DIR", "/work/shared/data"))
-    grid = read_topo_hdf5(root / "pinnicle_greenland" / "subdomain_data.h5")
-    picks = read_radar(root / "pinnicle_greenland" / "flightTracks.mat")
+    grid = read_topo_hdf5(locate("helheim", "subdomain_data.h5"))
+    picks = read_radar(locate("helheim", "flightTracks.mat"))
     config = getattr(TrainConfig, preset)(device="cpu", threads=2)
     start = time.perf_counter()
     result = train(grid, picks, config, split=SplitConfig())

@@ -32,14 +32,18 @@ from engine.clustering.runner import ClusteringConfig, compare_methods
 from engine.clustering.synthetic import make_planted
 from engine.data.climate import open_climate_cube
 
-WFDE5 = Path("/work/shared/data/wfde5_uk_201701")
+def wfde5_folder() -> Path:
+    """The WFDE5 demo files: the data directory or the cache, as the app."""
+    from engine.data.registry import locate
+
+    return locate("wfde5_uk_201701", "air_temperature.nc").parent
 SCORES = ["silhouette_cosine", "davies_bouldin", "calinski_harabasz", "stability"]
 
 
 def wfde5_tables(methods: list[str], *, seeds: int, hourly: bool) -> None:
     """Scores of every method on WFDE5, hourly and daily, mask and fill."""
     steps = [("daily", "1D")] + ([("hourly", None)] if hourly else [])
-    with open_climate_cube(WFDE5) as cube:
+    with open_climate_cube(wfde5_folder()) as cube:
         cube = cube.load()
         for name, resample in steps:
             for fill in ("mask", "mean"):

@@ -1,7 +1,7 @@
 """Tests of ``engine.data.climate``: the real WFDE5 files, then tiny
 synthetic files written to ``tmp_path``.
 
-Run the real-data tests with ``GREENBED_DATA_DIR=/work/shared/data``; they
+Run the real-data tests with ``GREENBED_DATA_DIR=../shared/data``; they
 skip when it is unset.
 """
 
