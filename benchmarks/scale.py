@@ -63,14 +63,24 @@ def make_spec(widths: tuple[int, ...], factor: int) -> ModelSpec:
 
 
 def run_once(
-    client, spec: ModelSpec, shape: tuple[int, int], args, folder: Path
+    n_workers: int, spec: ModelSpec, shape: tuple[int, int], args, folder: Path
 ) -> dict:
-    """Restart the workers, warm them up, then time one prediction."""
-    from distributed import Client  # noqa: F401  (the client's module)
+    """Start a cluster, warm its workers up, then time one prediction."""
+    from distributed import Client, LocalCluster
 
-    # Fresh worker processes, so that ru_maxrss is this run's peak; a tiny
-    # run imports torch and builds the model before the clock starts.
-    client.restart()
+    # Fresh worker processes, so that ru_maxrss is this run's peak.
+    with LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster, Client(cluster) as client:
+        return _timed(client, spec, shape, args, folder)
+
+
+def _timed(client, spec: ModelSpec, shape: tuple[int, int], args, folder: Path) -> dict:
+    """A tiny warm-up run (imports, model build), then the timed run."""
     predict_large(
         SyntheticGridSource(32, 32),
         spec,
@@ -125,30 +135,21 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also run all Greenland")
     args = parser.parse_args()
 
-    from distributed import Client, LocalCluster
-
     spec = make_spec(QUICK_WIDTHS, args.factor)
     shapes = [(n, n) for n in args.sizes] + ([GREENLAND] if args.full else [])
     rows: list[tuple[int, dict]] = []
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         for n_workers in args.workers:
-            # One cluster per worker count; workers restarted per run.
-            with LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-            ) as cluster, Client(cluster) as client:
-                for shape in shapes:
-                    row = run_once(client, spec, shape, args, folder)
-                    rows.append((n_workers, row))
-                    print(
-                        f"  done {shape[0]}x{shape[1]} on {n_workers} worker(s): "
-                        f"{row['wall_s']:.1f} s",
-                        flush=True,
-                    )
+            for shape in shapes:
+                # One fresh cluster per run.
+                row = run_once(n_workers, spec, shape, args, folder)
+                rows.append((n_workers, row))
+                print(
+                    f"  done {shape[0]}x{shape[1]} on {n_workers} worker(s): "
+                    f"{row['wall_s']:.1f} s",
+                    flush=True,
+                )
 
     # Table: one line per size and worker count.
     one = {r["shape"]: r for w, r in rows if w == 1}
@@ -187,7 +188,8 @@ def main() -> None:
         f"{150 // args.factor} m), from the {largest[0]}x{largest[1]} runs:"
     )
     for n_workers, us in sorted(per_cell.items()):
-        print(f"  {n_workers} CPU worker(s): {us * cells / 1e6 / 3600:6.2f} h (measured)")
+        hours = us * cells / 1e6 / 3600
+        print(f"  {n_workers} CPU worker(s): {hours:6.2f} h (measured)")
     gpu = per_cell[1] * cells / 1e6 / args.gpu_speedup
     floor = write_per_cell * cells
     print(
