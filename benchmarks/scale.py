@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--factor", type=int, default=3)
-    parser.add_argument("--complevel", type=int, default=4)
+    parser.add_argument("--complevel", type=int, default=0)
     parser.add_argument(
         "--gpu-speedup",
         type=float,
