@@ -65,7 +65,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from os import PathLike
@@ -78,6 +77,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+from engine.atomic import atomic_write
 from engine.bedtopo.errors import ConfigError, FeatureError, FilledFeatureWarning
 from engine.bedtopo.features import (
     BEDMACHINE_FIELDS,
@@ -1069,24 +1069,6 @@ def scale_uncertainty(ds: xr.Dataset, factor: float) -> xr.Dataset:
     return out
 
 
-def _atomic_write(path: str | PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file in the same folder, then os.replace."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-    )
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        write(temp)
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return target
-
-
 def write_netcdf(ds: xr.Dataset, path: str | PathLike[str]) -> Path:
     """Write a prediction as CF NetCDF-4, atomically.
 
@@ -1125,7 +1107,7 @@ def write_netcdf(ds: xr.Dataset, path: str | PathLike[str]) -> Path:
     out.attrs = {k: _netcdf_attr(v) for k, v in out.attrs.items()}
     out.attrs.setdefault("Conventions", "CF-1.8")
 
-    return _atomic_write(
+    return atomic_write(
         path, lambda temp: out.to_netcdf(temp, engine="netcdf4", format="NETCDF4")
     )
 
@@ -1172,7 +1154,7 @@ def write_geotiff(
         k: v for k, v in ds[variable].attrs.items() if k in ("units", "long_name")
     }
 
-    return _atomic_write(
+    return atomic_write(
         path,
         lambda temp: band.rio.to_raster(temp, driver="GTiff", compress="deflate"),
     )

@@ -39,7 +39,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -53,6 +52,7 @@ import xarray as xr
 from torch import nn
 from torch.utils.data import DataLoader
 
+from engine.atomic import atomic_write
 from engine.bedtopo.errors import ConfigError
 from engine.bedtopo.features import (
     FeatureConfig,
@@ -734,21 +734,15 @@ def _rmse(predicted: np.ndarray, observed: np.ndarray) -> float:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool) -> None:
-    """Write through a temporary file in the same folder, then os.replace."""
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb" if binary else "w") as stream:
+    """Write through an open stream, atomically (see :func:`atomic_write`)."""
+
+    def fill(temporary: Path) -> None:
+        with open(temporary, "wb" if binary else "w") as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        # mkstemp makes the file private; a run folder is meant to be read.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, fill)
 
 
 def _save_state(state: dict[str, torch.Tensor], path: Path) -> None:

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -65,6 +64,7 @@ import xarray as xr
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
+from engine.atomic import atomic_write
 from engine.clustering.control import (
     Cancel,
     Progress,
@@ -1012,15 +1012,7 @@ def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 def _atomic_file(path: Path, write: Callable[[str], Any]) -> None:
     """Let ``write(temp_path)`` write a file, then move it onto ``path``."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    atomic_write(path, lambda temporary: write(str(temporary)))
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 import xarray as xr
 
+from engine.atomic import atomic_write
 from engine.data.errors import (
     DataNotFoundError,
     EarthdataLoginError,
@@ -564,17 +565,12 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
 
 def _write_netcdf_atomic(ds: xr.Dataset, target: Path) -> None:
     """Write to a temporary file beside ``target``, then rename it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".part", dir=target.parent
+    atomic_write(
+        target,
+        lambda temporary: ds.to_netcdf(
+            temporary, engine="h5netcdf", encoding=_encoding(ds)
+        ),
     )
-    os.close(handle)
-    try:
-        ds.to_netcdf(temporary, engine="h5netcdf", encoding=_encoding(ds))
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _crop_name(

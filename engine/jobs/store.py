@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import atomic_write
+
 __all__ = [
     "RUNS_DIR_ENV",
     "STATES",
@@ -73,16 +75,14 @@ def new_job_id() -> str:
 
 def write_json_atomic(path: Path, content: Any) -> None:
     """Write JSON to a temporary file beside ``path``, then move it in place."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
+
+    def fill(temporary: Path) -> None:
+        with open(temporary, "w") as out:
             json.dump(content, out, indent=2, default=str)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, fill)
 
 
 def read_json(path: Path, default: Any = None) -> Any:
