@@ -176,7 +176,11 @@ def main() -> None:
             f"{row['write_s']:>7.1f} {row['file_mb']:>7.1f} {speedup:>7.2f}x"
         )
 
-    # Projection to all Greenland from the largest size of each count.
+    # Projection to all Greenland from the largest size of each count; it
+    # needs the one-worker runs as its baseline.
+    if not one:
+        print("\nNo one-worker run: no projection (add --workers 1).")
+        return
     cells = GREENLAND[0] * GREENLAND[1]
     largest = max(one)
     per_cell = {w: r["us_per_cell"] for w, r in rows if r["shape"] == largest}
