@@ -553,12 +553,7 @@ def _run_temporal(
     stages: dict[str, Any] = {}
     cancelled = False
     for seed in range(config.seeds):
-        hook = scaled_progress(
-            progress,
-            0.05 + 0.9 * seed / config.seeds,
-            0.05 + 0.9 * (seed + 1) / config.seeds,
-            seed=seed,
-        )
+        hook = _seed_progress(progress, seed, config.seeds)
         try:
             check_cancel(cancel)
             labels, run_history, run_stages, stopped = _run_method(
@@ -792,12 +787,7 @@ def _run_spatial(
     # Step 2: the windows, once per seed.
     runs = []
     for seed in range(config.seeds):
-        hook = scaled_progress(
-            progress,
-            0.05 + 0.9 * seed / config.seeds,
-            0.05 + 0.9 * (seed + 1) / config.seeds,
-            seed=seed,
-        )
+        hook = _seed_progress(progress, seed, config.seeds)
         try:
             runs.append(
                 cluster_windows(
@@ -1008,6 +998,13 @@ def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     """``np.savez_compressed`` to exactly ``path`` (no added suffix)."""
     with open(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)
+
+
+def _seed_progress(progress: Progress | None, seed: int, seeds: int) -> Progress | None:
+    """The progress hook of one seed's run: its share of 5 %..95 %."""
+    return scaled_progress(
+        progress, 0.05 + 0.9 * seed / seeds, 0.05 + 0.9 * (seed + 1) / seeds, seed=seed
+    )
 
 
 def _atomic_file(path: Path, write: Callable[[str], Any]) -> None:
