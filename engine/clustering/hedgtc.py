@@ -18,10 +18,14 @@ the stages of ``METHODS.md`` section 3, every stage kept in the result:
 4. **graph attention autoencoder** on the co-occurrence graph
    (:mod:`engine.clustering.gat`), whose embedding is clustered by
    Student's t self-training into the final labels;
-5. optionally (``temporal_window``, ``temporal_refine``; our addition,
-   not the paper's) persistence in time: base members on samples
-   smoothed over neighbouring steps, and the final labels refined by a
-   sticky hidden Markov model (:mod:`engine.clustering.temporal`).
+5. optionally (``temporal_whiten``, ``temporal_window``,
+   ``temporal_refine``; our addition, not the paper's) persistence in
+   time: base members and the network on samples whitened by the noise
+   seen between consecutive steps and/or smoothed over neighbouring
+   steps, and a last stage that refines the GAT labels and the
+   consensus labels of every stage by a sticky hidden Markov model,
+   keeping the refinement the model finds most likely
+   (:mod:`engine.clustering.temporal`).
 
 Base algorithms are *members*: plain functions ``(X, k, seed) -> labels``
 of module level, so that they pickle to Dask workers. :data:`MEMBERS`
@@ -88,7 +92,11 @@ from engine.clustering.members import (
     ward_member,
 )
 from engine.clustering.prepare import Samples
-from engine.clustering.temporal import refine_in_time, smooth_in_time
+from engine.clustering.temporal import (
+    refine_best,
+    smooth_in_time,
+    whiten_by_differences,
+)
 
 __all__ = [
     "MEMBERS",
@@ -145,14 +153,21 @@ class HEDGTCConfig:
     scheduler_address
         Address of a running Dask scheduler to use instead of a local
         cluster.
+    temporal_whiten
+        Give the base members and the network the samples whitened by
+        the noise covariance of consecutive steps
+        (:func:`whiten_by_differences`) instead of the samples; deep
+        members get the samples unchanged.
     temporal_window
         Half-width ``w`` of the running mean in time applied to the
-        samples the base members see (:func:`smooth_in_time`); 0 gives
-        them single steps. Deep members get the samples unsmoothed (DSC
-        has its own window).
+        samples the base members see (:func:`smooth_in_time`, after the
+        whitening when asked); 0 gives them single steps. Deep members
+        get the samples unsmoothed (DSC has its own window).
     temporal_refine
-        Add a last stage: the GAT labels refined by a sticky hidden
-        Markov model over time (:func:`refine_in_time`).
+        Add a last stage: the GAT labels and the consensus labels of
+        every stage each refined by a sticky hidden Markov model over
+        time on the samples, keeping the most likely refinement
+        (:func:`refine_best`).
     """
 
     k: int = 7
@@ -164,6 +179,7 @@ class HEDGTCConfig:
     gat: GATConfig = field(default_factory=GATConfig)
     n_workers: int = 0
     scheduler_address: str | None = None
+    temporal_whiten: bool = False
     temporal_window: int = 0
     temporal_refine: bool = False
 
@@ -383,8 +399,12 @@ def run_hedgtc(
         )
 
     # Deep members (DEC, DSC) take the prepared samples, the others X,
-    # smoothed in time when asked.
-    member_X = smooth_in_time(X, window=config.temporal_window)
+    # whitened and smoothed in time when asked; the network sees X or
+    # its whitened form.
+    network_X = (
+        whiten_by_differences(X, seed=config.seed) if config.temporal_whiten else X
+    )
+    member_X = smooth_in_time(network_X, window=config.temporal_window)
     inputs: dict[str, Any] = {}
     for name in config.algorithms:
         if getattr(available[name], "needs_samples", False):
@@ -468,7 +488,7 @@ def run_hedgtc(
     # Step 5: graph attention autoencoder and Student's t self-training.
     start = time.perf_counter()
     network = fit_gat_clusters(
-        X,
+        network_X,
         co_occurrence,
         k,
         config.gat,
@@ -485,16 +505,25 @@ def run_hedgtc(
         }
     )
 
-    # Step 6: optional refinement by persistence in time.
+    # Step 6: optional refinement by persistence in time, started from
+    # the network's labels and from every consensus, the most likely kept.
     start = time.perf_counter()
     final = network.labels
     if config.temporal_refine:
         check_cancel(cancel)
-        final = refine_in_time(X, network.labels, k, seed=config.seed)
+        starts = {
+            "gat": network.labels,
+            "heterogeneous_spectral": spectral,
+            "heterogeneous_nmf": nmf,
+            **{f"homogeneous:{name}": homogeneous[name] for name in config.algorithms},
+        }
+        final, best, scores = refine_best(X, list(starts.values()), k, seed=config.seed)
         history.append(
             {
                 "stage": "temporal",
                 "seconds": time.perf_counter() - start,
+                "start": list(starts)[best],
+                "log_likelihood": dict(zip(starts, scores, strict=True)),
                 "ari_refined_vs_gat": float(adjusted_rand_score(network.labels, final)),
             }
         )

@@ -336,9 +336,11 @@ def method_settings(method: str, *, quick: bool, seed: int) -> Any:
         or longer training: DSC/DEC 40 pre-training epochs and at most
         480 clustering iterations; HEDGTC's defaults (10 runs per
         algorithm, 200 + 100 network epochs). HEDGTC always uses
-        persistence in time: members on samples smoothed over one step
-        either side and the final labels refined by a sticky hidden
-        Markov model (``temporal_window=1``, ``temporal_refine=True``).
+        persistence in time: members and network on samples whitened by
+        the noise seen between consecutive steps, and a last stage that
+        refines the network's and every consensus' labels by a sticky
+        hidden Markov model, keeping the most likely
+        (``temporal_whiten=True``, ``temporal_refine=True``).
     seed
         Seed of the run.
 
@@ -354,7 +356,7 @@ def method_settings(method: str, *, quick: bool, seed: int) -> Any:
         return DSCConfig.quick(seed=seed, pretrain_epochs=40, max_iterations=480)
     from engine.clustering.hedgtc import HEDGTCConfig
 
-    temporal = {"temporal_window": 1, "temporal_refine": True}
+    temporal = {"temporal_whiten": True, "temporal_refine": True}
     if quick:
         return HEDGTCConfig.quick(seed=seed, **temporal)
     return HEDGTCConfig(seed=seed, **temporal)
