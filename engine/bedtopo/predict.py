@@ -342,7 +342,9 @@ def receptive_radius(model: nn.Module) -> int:
     The sum over the model's 2-D convolutions of ``(kernel - 1) dilation /
     2``: exact for a chain of convolutions and an upper bound when some of
     them sit in parallel branches (the 1x1 skips of a residual block add
-    nothing). Pooling and strides are not accounted for.
+    nothing), plus the model's ``upsample_radius`` (cells an interpolating
+    subgrid output reaches, 0 when it has none). Pooling and strides are
+    not accounted for.
 
     Parameters
     ----------
@@ -352,7 +354,8 @@ def receptive_radius(model: nn.Module) -> int:
     -------
     int
         Cells of the input grid on each side of a cell that can change its
-        output; 10 for the five residual blocks of DeepTopoNet.
+        output; 10 for the five residual blocks of DeepTopoNet, 11 with
+        its smooth subgrid output at factor 2 or 3.
     """
     radius = 0
     for module in model.modules():
@@ -362,7 +365,7 @@ def receptive_radius(model: nn.Module) -> int:
                 for k, d in zip(module.kernel_size, module.dilation, strict=True)
             ]
             radius += max(reach)
-    return radius
+    return radius + int(getattr(model, "upsample_radius", 0))
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -63,6 +63,7 @@ from engine.bedtopo.features import (
 from engine.bedtopo.losses import BalancedLoss, LossConfig
 from engine.bedtopo.models import (
     SUBGRID_FACTORS,
+    SUBGRID_MODES,
     DeepTopoNet,
     DeepTopoNetConfig,
     PaperModel,
@@ -130,6 +131,10 @@ class TrainConfig:
     factor : int
         Subgrid factor of DeepTopoNet, 1, 2 or 3 (150, 75 or 50 m); the
         paper model needs 1.
+    subgrid : {"smooth", "free"}
+        How DeepTopoNet makes its fine grid
+        (:class:`~engine.bedtopo.models.DeepTopoNetConfig`); ``"smooth"``
+        by default, ``"free"`` as an ablation.
     widths : tuple of int or None
         Residual block widths; the released ``(32, 64, 128, 128, 256)``
         when None.
@@ -174,6 +179,7 @@ class TrainConfig:
 
     model: Literal["deeptoponet", "paper"] = "deeptoponet"
     factor: int = 3
+    subgrid: Literal["smooth", "free"] = "smooth"
     widths: tuple[int, ...] | None = None
     dropout: float = 0.2
     features: FeatureConfig | None = None
@@ -200,6 +206,10 @@ class TrainConfig:
         if self.factor not in SUBGRID_FACTORS:
             raise ConfigError(
                 f"factor must be one of {SUBGRID_FACTORS}, got {self.factor!r}"
+            )
+        if self.subgrid not in SUBGRID_MODES:
+            raise ConfigError(
+                f"subgrid must be one of {SUBGRID_MODES}, got {self.subgrid!r}"
             )
         if self.model == "paper" and self.factor != 1:
             raise ConfigError(
@@ -306,6 +316,8 @@ class TrainConfig:
             features["fields"] = tuple(features["fields"])
             data["features"] = FeatureConfig(**features)
         data["loss"] = LossConfig(**data["loss"])
+        # Runs saved before the smooth subgrid existed learned free sub-cells.
+        data.setdefault("subgrid", "free")
         if data.get("widths") is not None:
             data["widths"] = tuple(data["widths"])
         data["cyclic_lr_range"] = tuple(data["cyclic_lr_range"])
@@ -613,6 +625,7 @@ def _build_model(config: TrainConfig, in_channels: int, targets: Any) -> nn.Modu
             in_channels=in_channels,
             dropout=config.dropout,
             factor=config.factor,
+            subgrid=config.subgrid,
             **widths,
         )
     )
@@ -820,6 +833,9 @@ def load_model(
     # Rebuild the model from its saved settings, then load the weights.
     model_config = dict(saved["model"])
     model_config["widths"] = tuple(model_config["widths"])
+    if saved["model_kind"] != "paper":
+        # Saved before the smooth subgrid existed: free sub-cells.
+        model_config.setdefault("subgrid", "free")
     if saved["model_kind"] == "paper":
         model: nn.Module = PaperModel(PaperModelConfig(**model_config))
     else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from engine.bedtopo.errors import ConfigError
 from engine.bedtopo.models import (
@@ -28,13 +31,21 @@ def test_paper_model_parameter_count():
 
 
 @pytest.mark.parametrize(
-    ("factor", "count"), [(1, 1_518_561), (2, 1_519_332), (3, 1_520_617)]
+    ("factor", "subgrid", "count"),
+    [
+        (1, "smooth", 1_518_561),
+        (2, "smooth", 1_518_561),
+        (3, "smooth", 1_518_561),
+        (1, "free", 1_518_561),
+        (2, "free", 1_519_332),
+        (3, "free", 1_520_617),
+    ],
 )
-def test_deeptoponet_parameter_count(factor, count):
-    """22 channels; the head grows by 257 parameters per extra sub-cell."""
-    model = DeepTopoNet(DeepTopoNetConfig(in_channels=22, factor=factor))
+def test_deeptoponet_parameter_count(factor, subgrid, count):
+    """22 channels; a free head grows by 257 parameters per extra sub-cell."""
+    config = DeepTopoNetConfig(in_channels=22, factor=factor, subgrid=subgrid)
 
-    assert count_parameters(model) == count
+    assert count_parameters(DeepTopoNet(config)) == count
 
 
 def test_paper_model_shape_and_target_scaling():
@@ -73,9 +84,12 @@ def test_subgrid_output_shape(factor):
 
 @pytest.mark.parametrize("factor", [1, 2, 3])
 def test_zero_head_returns_bedmachine_exactly(factor):
-    """An untrained model reproduces BedMachine, on the fine and coarse grids."""
+    """An untrained free model reproduces BedMachine on both grids."""
     torch.manual_seed(0)
-    model = DeepTopoNet(DeepTopoNetConfig(in_channels=5, widths=SMALL, factor=factor))
+    config = DeepTopoNetConfig(
+        in_channels=5, widths=SMALL, factor=factor, subgrid="free"
+    )
+    model = DeepTopoNet(config)
     bed = torch.randn(2, 1, 6, 8) * 300.0
 
     fine = model(torch.randn(2, 5, 6, 8), bed)
@@ -85,6 +99,53 @@ def test_zero_head_returns_bedmachine_exactly(factor):
     assert torch.equal(fine, repeated)
     # Averaging f * f equal float32 values may round in the last bit.
     torch.testing.assert_close(block_mean(fine, factor), bed, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_zero_head_smooth_interpolates_bedmachine(factor):
+    """An untrained smooth model gives BedMachine interpolated bilinearly."""
+    torch.manual_seed(0)
+    model = DeepTopoNet(DeepTopoNetConfig(in_channels=5, widths=SMALL, factor=factor))
+    bed = torch.randn(1, 1, 6, 8) * 300.0
+
+    fine = model(torch.randn(1, 5, 6, 8), bed)
+
+    # Zero head: the output is the interpolation itself, bit for bit.
+    expected = bed if factor == 1 else F.interpolate(
+        bed, scale_factor=factor, mode="bilinear", align_corners=False
+    )
+    assert torch.equal(fine, expected)
+    # Hand-worked sub-cell at factor 2: the one a quarter cell inside the
+    # north-west corner of cell (1, 1) weighs it 9/16, cells (0, 1) and
+    # (1, 0) 3/16 each and (0, 0) 1/16; float32 round-off only.
+    if factor == 2:
+        b = bed[0, 0]
+        hand = (9 * b[1, 1] + 3 * b[0, 1] + 3 * b[1, 0] + b[0, 0]) / 16
+        torch.testing.assert_close(fine[0, 0, 2, 2], hand, rtol=1e-5, atol=1e-3)
+
+
+def test_smooth_subgrid_has_no_sub_cell_noise():
+    """A smooth correction of a constant input is constant on the fine grid."""
+    torch.manual_seed(0)
+    config = DeepTopoNetConfig(
+        in_channels=3, widths=SMALL, factor=3, zero_init_head=False, dropout=0.0
+    )
+    model = DeepTopoNet(config).eval()
+    # 32 x 32 cells: the centre lies 16 cells from the zero-padded border,
+    # beyond the receptive radius of 11.
+    features = torch.ones(1, 3, 32, 32)
+
+    with torch.no_grad():
+        fine = model.correction(features)[0, 0]
+        free = DeepTopoNet(replace(config, subgrid="free")).eval()
+        sub_cells = free.correction(features)[0, 0, 48:51, 48:51]
+
+    # The trunk sees a constant input there, so its 150 m output, hence the
+    # interpolated sub-cells, are constant too (float32 round-off only).
+    inner = fine[48:51, 48:51]
+    torch.testing.assert_close(inner, torch.full_like(inner, float(inner[0, 0])))
+    # The free head gives each of the nine sub-cell positions its own value.
+    assert sub_cells.unique().numel() > 1
 
 
 def test_block_mean_identity_and_values():
@@ -135,7 +196,13 @@ def test_mc_dropout_keeps_dropout_on_in_eval():
 
 @pytest.mark.parametrize(
     "config",
-    [{"factor": 4}, {"dropout": 1.0}, {"widths": ()}, {"correction_scale": 0.0}],
+    [
+        {"factor": 4},
+        {"dropout": 1.0},
+        {"widths": ()},
+        {"correction_scale": 0.0},
+        {"subgrid": "nearest"},
+    ],
 )
 def test_config_rejects_bad_values(config):
     """Settings that cannot be built are refused with ConfigError."""

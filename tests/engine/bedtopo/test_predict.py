@@ -74,8 +74,12 @@ class _Constant(nn.Module):
 
 def test_receptive_radius_counts_3x3_convolutions():
     """Two blocks of two 3x3 convolutions: 4 cells; the 1x1 skips add 0."""
-    assert receptive_radius(_deeptoponet(22)) == 4
-    assert receptive_radius(DeepTopoNet(DeepTopoNetConfig(in_channels=22))) == 10
+    # Factor 2, smooth: the interpolation adds one 150 m cell.
+    assert receptive_radius(_deeptoponet(22)) == 5
+    # The smooth subgrid's bilinear interpolation reaches one cell further.
+    assert receptive_radius(DeepTopoNet(DeepTopoNetConfig(in_channels=22))) == 11
+    free = DeepTopoNetConfig(in_channels=22, subgrid="free")
+    assert receptive_radius(DeepTopoNet(free)) == 10
 
 
 def test_tile_weights_are_a_partition_of_unity():
@@ -94,12 +98,12 @@ def test_tile_weights_are_a_partition_of_unity():
 
 
 def test_tiled_prediction_equals_whole_grid(twin_grid, features):
-    """Tiles of 16 cells, overlap 10 >= 2 x 4 + 1, give the one-tile map."""
+    """Tiles of 16 cells, overlap 11 >= 2 x 5 + 1, give the one-tile map."""
     model = _deeptoponet(len(features.channels))
 
     whole = predict_region(model, twin_grid, scaler=features.scaler, tile=64)
     tiled = predict_region(
-        model, twin_grid, scaler=features.scaler, tile=16, overlap=10, batch_size=3
+        model, twin_grid, scaler=features.scaler, tile=16, overlap=11, batch_size=3
     )
     with torch.no_grad():
         direct = model(

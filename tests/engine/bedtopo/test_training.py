@@ -127,8 +127,10 @@ def test_deeptoponet_learns_radar_on_twin(patch):
         optimiser.step()
         history.append(terms)
 
-    # Starts at BedMachine: L_b is 0 and the radar misfit is BedMachine's.
-    assert history[0].bedmachine_loss == 0.0
+    # Starts at BedMachine interpolated onto the 75 m cells: its block means
+    # depart from BedMachine only by the curvature of the bed (measured
+    # 0.66 m^2), and the radar misfit is BedMachine's.
+    assert history[0].bedmachine_loss < 2.0
     assert history[0].n_radar > 50
     # Measured: the radar misfit falls by about half (1.0e4 to 5.0e3 m^2)
     # while the BedMachine term stays near 60 m^2; the bounds leave room.
