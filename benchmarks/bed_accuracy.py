@@ -4,9 +4,14 @@ Three checks, each scored in the same run as the methods it compares with:
 
 1. Helheim, flight lines held out: the default model and every baseline on
    k folds of lines (lines cut at a source change or a step over 2 km,
-   straight continuations joined); RMSE, MAE, bias, R^2 and 90 % coverage
-   at the held-out picks, averaged over folds, the RMSE on fast ice
-   (> 1000 m/a) and each RMSE over BedMachine's.
+   straight continuations joined), training picks within ``--line-buffer``
+   (1 km) of a test pick dropped: on Helheim none is that close, so every
+   training pick is kept; the split's own default of 2 km drops half of
+   them (475 to 250 in fold 0), where lines run about 2 km apart, and
+   leaves every method little to learn from (gradient boosting of the
+   residual 76.7 m against BedMachine's 77.4 m). RMSE, MAE, bias, R^2 and
+   90 % coverage at the held-out picks, averaged over folds, the RMSE on
+   fast ice (> 1000 m/a) and each RMSE over BedMachine's.
 2. Helheim, 10 x 10 km blocks held out: the paper model against gradient
    boosting on surface features, scored against BedMachine where it was
    withheld.
@@ -58,13 +63,15 @@ def helheim() -> tuple[object, pd.DataFrame]:
     )
 
 
-def lines(config: ExperimentConfig, folds: list[int], n_folds: int) -> pd.DataFrame:
+def lines(
+    config: ExperimentConfig, folds: list[int], n_folds: int, buffer_m: float
+) -> pd.DataFrame:
     """Mean point scores per method over the given folds of a line split."""
     grid, picks = helheim()
     tables = []
     for fold in folds:
         start = time.perf_counter()
-        split = SplitConfig(kind="lines", n_folds=n_folds, fold=fold)
+        split = SplitConfig(kind="lines", n_folds=n_folds, fold=fold, buffer_m=buffer_m)
         result = run_experiment(grid, picks, replace(config, split=split))
         table = result.table[POINT_COLUMNS].copy()
         table["sigma_calibration"] = result.metrics["sigma_calibration"]
@@ -116,6 +123,9 @@ def main() -> None:
     parser.add_argument("--preset", default="quick", help="model preset, lines")
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--skip", nargs="*", default=[], help="lines blocks twin")
+    parser.add_argument(
+        "--line-buffer", type=float, default=1000.0, help="line split buffer, m"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     warnings.simplefilter("ignore", DataWarning)
@@ -129,8 +139,9 @@ def main() -> None:
         if args.quick:
             config = replace(config, baselines=("bedmachine", "linear", "gbr_residual"))
         print(f"Helheim, lines held out, preset {args.preset}, folds {folds} of "
-              f"{args.folds}", flush=True)
-        print(lines(config, folds, args.folds).round(3).to_string(), flush=True)
+              f"{args.folds}, buffer {args.line_buffer:.0f} m", flush=True)
+        table = lines(config, folds, args.folds, args.line_buffer)
+        print(table.round(3).to_string(), flush=True)
 
     # Helheim, blocks held out: the paper model.
     if "blocks" not in args.skip:
