@@ -34,6 +34,7 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
+from engine.bedtopo.baselines import BASELINES
 from engine.bedtopo.experiment import ExperimentConfig, run_experiment
 from engine.bedtopo.splits import SplitConfig
 from engine.data.errors import DataWarning
@@ -135,7 +136,8 @@ def main() -> None:
     # Helheim, flight lines held out.
     folds = [0, 1] if args.quick else list(range(args.folds))
     if "lines" not in args.skip:
-        config = ExperimentConfig.preset(args.preset)
+        # Every baseline, kriging included, unless --quick.
+        config = ExperimentConfig.preset(args.preset, baselines=BASELINES)
         if args.quick:
             config = replace(config, baselines=("bedmachine", "linear", "gbr_residual"))
         print(f"Helheim, lines held out, preset {args.preset}, folds {folds} of "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 
@@ -119,6 +120,26 @@ def test_checkpoint_round_trip(twin, tmp_path):
     np.testing.assert_array_equal(
         _predict(loaded, twin.grid), _predict(result, twin.grid)
     )
+
+
+def test_run_saved_before_smooth_subgrid_loads_as_free(twin, tmp_path):
+    """A run folder without the subgrid setting is read as free sub-cells."""
+    config = TrainConfig.quick(**TINY, epochs=1, factor=2, subgrid="free")
+    result = train(twin.grid, twin.radar, config, run_dir=tmp_path)
+
+    # Remove the setting, as in a folder written before it existed.
+    path = tmp_path / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["train"]["subgrid"], saved["model"]["subgrid"]
+    path.write_text(json.dumps(saved))
+
+    loaded = load_model(tmp_path)
+    assert loaded.config.subgrid == "free"
+    assert loaded.model.config.subgrid == "free"
+    np.testing.assert_array_equal(
+        _predict(loaded, twin.grid), _predict(result, twin.grid)
+    )
+    assert TrainConfig.from_dict(TrainConfig.quick().to_dict()).subgrid == "smooth"
 
 
 def test_paper_model_trains(twin):
