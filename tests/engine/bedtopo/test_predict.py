@@ -173,7 +173,7 @@ def test_fine_grid_coordinates_and_crs(twin_grid, features):
     """Factor 2: 75 m cell centres inside the 150 m cells, y decreasing."""
     model = _deeptoponet(len(features.channels))
 
-    ds = predict_region(model, twin_grid, scaler=features.scaler, tile=32, overlap=9)
+    ds = predict_region(model, twin_grid, scaler=features.scaler, tile=32, overlap=11)
 
     x0, y0 = float(twin_grid["x"][0]), float(twin_grid["y"][0])
     assert ds.sizes == {"y": 64, "x": 80}
@@ -193,10 +193,10 @@ def test_mc_dropout_spread(twin_grid, features):
     flags = {name: m.training for name, m in model.named_modules()}
 
     ds = predict_region(
-        model, twin_grid, scaler=features.scaler, tile=20, overlap=9, mc_samples=4
+        model, twin_grid, scaler=features.scaler, tile=20, overlap=11, mc_samples=4
     )
     again = predict_region(
-        model, twin_grid, scaler=features.scaler, tile=20, overlap=9, mc_samples=4
+        model, twin_grid, scaler=features.scaler, tile=20, overlap=11, mc_samples=4
     )
 
     std = ds["bed_std"].values
@@ -215,7 +215,7 @@ def test_mc_dropout_without_dropout_has_zero_std(twin_grid, features):
 
     with pytest.warns(UncertaintyWarning):
         ds = predict_region(
-            model, twin_grid, scaler=features.scaler, tile=20, overlap=9, mc_samples=3
+            model, twin_grid, scaler=features.scaler, tile=20, overlap=11, mc_samples=3
         )
 
     assert (ds["bed_std"].values == 0).all()
