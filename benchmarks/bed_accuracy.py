@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument(
         "--line-buffer", type=float, default=1000.0, help="line split buffer, m"
     )
+    parser.add_argument(
+        "--ensemble", type=int, help="members of the model (the preset's when unset)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     warnings.simplefilter("ignore", DataWarning)
@@ -135,13 +138,15 @@ def main() -> None:
 
     # Helheim, flight lines held out.
     folds = [0, 1] if args.quick else list(range(args.folds))
+    members = {} if args.ensemble is None else {"ensemble": args.ensemble}
     if "lines" not in args.skip:
         # Every baseline, kriging included, unless --quick.
-        config = ExperimentConfig.preset(args.preset, baselines=BASELINES)
+        config = ExperimentConfig.preset(args.preset, baselines=BASELINES, **members)
         if args.quick:
             config = replace(config, baselines=("bedmachine", "linear", "gbr_residual"))
         print(f"Helheim, lines held out, preset {args.preset}, folds {folds} of "
-              f"{args.folds}, buffer {args.line_buffer:.0f} m", flush=True)
+              f"{args.folds}, buffer {args.line_buffer:.0f} m, ensemble "
+              f"{config.ensemble}", flush=True)
         table = lines(config, folds, args.folds, args.line_buffer)
         print(table.round(3).to_string(), flush=True)
 
@@ -157,7 +162,7 @@ def main() -> None:
     # Twin: model against the prior, against the truth.
     if "twin" not in args.skip:
         config = ExperimentConfig.preset(
-            args.preset, baselines=("bedmachine", "linear", "gbr_residual")
+            args.preset, baselines=("bedmachine", "linear", "gbr_residual"), **members
         )
         print(f"\nTwin (seed 3, 96 x 128), preset {args.preset}", flush=True)
         print(twin_check(config).round(3).to_string(), flush=True)

@@ -234,9 +234,11 @@ def _bed_config(args: argparse.Namespace) -> Any:
         changes["epochs"] = args.epochs
     split = SplitConfig(kind=args.split, n_folds=args.folds, fold=args.fold)
     extra: dict[str, Any] = {}
+    if args.ensemble is not None:
+        extra["ensemble"] = args.ensemble
     if args.mc_samples is not None:
         extra["mc_samples"] = args.mc_samples
-        if args.mc_samples == 0:
+        if args.mc_samples == 0 and extra.get("ensemble", config.ensemble) == 1:
             extra["calibrate"] = False
     return replace(config, train=replace(config.train, **changes), split=split, **extra)
 
@@ -276,12 +278,14 @@ def _run_bed(args: argparse.Namespace) -> int:
 
     # Predict a grid with a saved model (and its saved calibration).
     if args.command == "predict":
-        from engine.bedtopo.training import load_model
+        from engine.bedtopo.experiment import load_members
 
-        trained = load_model(args.run)
+        members = load_members(args.run)
+        trained = members[0]
+        models = [member.model for member in members]
         grid = _read_bed_grid(args.grid)
         prediction = predict_region(
-            trained.model,
+            models[0] if len(models) == 1 else models,
             grid,
             scaler=trained.scaler,
             mc_samples=args.mc_samples,
@@ -326,6 +330,8 @@ def _run_bed(args: argparse.Namespace) -> int:
 
     def progress(record: dict[str, Any]) -> None:
         if record["stage"] == "train":
+            if config.ensemble > 1 and record["epoch"] == 1:
+                print(f"member {record['member'] + 1} of {config.ensemble}")
             _print_epoch(record)
         elif record["stage"] == "baselines" and "method" in record:
             print(f"baseline {record['method']}", flush=True)
@@ -532,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--factor", type=int, choices=(1, 2, 3))
         command.add_argument("--epochs", type=int, help="largest number of epochs")
         command.add_argument("--mc-samples", type=int, help="MC-dropout passes")
+        command.add_argument(
+            "--ensemble", type=int, help="members of a cross-fitted ensemble"
+        )
         command.add_argument("--device", default="auto", help="auto, cpu, cuda")
         command.set_defaults(func=_cmd_bed)
     predict = bed_commands.add_parser("predict", help="predict a grid with a run")

@@ -12,11 +12,14 @@ radar picks it:
    test lines, drive early stopping and the calibration of the
    uncertainty;
 3. trains the model (:func:`engine.bedtopo.training.train`) on the fitting
-   picks;
-4. predicts the whole grid on the model's fine grid with MC dropout
-   (:func:`engine.bedtopo.predict.predict_region`) and scales its standard
-   deviation so that the 90 % interval holds 90 % of the validation picks
-   (:func:`engine.bedtopo.predict.calibrate_sigma`, ``"coverage"``);
+   picks, or, with ``ensemble > 1``, one member per validation fold, each
+   from its own seed, stopped early on its own validation lines (a
+   cross-fitted deep ensemble);
+4. predicts the whole grid on the model's fine grid with MC dropout (and
+   the members' spread) (:func:`engine.bedtopo.predict.predict_region`)
+   and scales its standard deviation so that the 90 % interval holds 90 %
+   of the validation picks (:func:`engine.bedtopo.predict.calibrate_sigma`,
+   ``"coverage"``), each member scored on its own validation lines;
 5. runs the baselines (:func:`engine.bedtopo.baselines.fit_predict`) on
    *all* training picks, validation lines included, which favours the
    baselines slightly;
@@ -29,7 +32,7 @@ radar picks it:
 
 A run folder receives, each file written to a temporary file and moved
 into place: ``model.pt``, ``scaler.json`` and ``history.json`` (from
-training), ``prediction.nc``, ``scores.csv``, ``metrics.json``,
+training; the first member's, the others' in ``members/1``, ...), ``prediction.nc``, ``scores.csv``, ``metrics.json``,
 ``heldout.csv`` and, last, ``config.json``, which holds the training
 settings read by :func:`engine.bedtopo.training.load_model` and the
 experiment settings; a folder whose ``config.json`` lacks them is not a
@@ -104,6 +107,7 @@ __all__ = [
     "inner_split",
     "run_experiment",
     "load_experiment",
+    "load_members",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,6 +117,10 @@ EXPERIMENT_VERSION = 1
 
 #: Baselines of the quick preset: the prior, radar alone, the best rival.
 QUICK_BASELINES = ("bedmachine", "linear", "gbr_residual")
+
+#: Sub-folder of a run folder holding ensemble members 1, 2, ... (the first
+#: member is the run folder itself).
+MEMBERS_FOLDER = "members"
 
 #: Share of the experiment's progress bar taken by each stage, in order.
 _STAGES = {"train": 0.75, "predict": 0.1, "baselines": 0.1, "evaluate": 0.05}
@@ -157,6 +165,15 @@ class ExperimentConfig:
     fast_speed : float
         Surface speed above which a test pick counts as fast ice in the
         ``fast.*`` scores, m a-1.
+    ensemble : int
+        Members of a cross-fitted deep ensemble, >= 1. Member ``m`` is
+        trained from seed ``train.seed + m`` with validation fold ``m``
+        (modulo ``validation_folds``) of the training lines, so that every
+        training line fits most members and each member stops early on
+        lines it has not seen. The map is the members' mean, its std pools
+        the members' spread and their MC-dropout spread, and the
+        calibration scores each member only on its own validation lines.
+        1 trains one model (MC dropout alone).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -167,6 +184,7 @@ class ExperimentConfig:
     validation_folds: int = 5
     validation_buffer_m: float = 500.0
     fast_speed: float = 1000.0
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.baselines if name not in BASELINES]
@@ -184,10 +202,12 @@ class ExperimentConfig:
             raise ConfigError(
                 f"validation_folds must be 0 or at least 2, got {folds!r}"
             )
-        if self.calibrate and (folds == 0 or self.mc_samples == 0):
+        single = self.mc_samples == 0 and self.ensemble == 1
+        if self.calibrate and (folds == 0 or single):
             raise ConfigError(
                 "calibrate=True needs validation lines and an uncertainty: set "
-                "validation_folds >= 2 and mc_samples >= 2, or calibrate=False"
+                "validation_folds >= 2 and mc_samples >= 2 (or ensemble >= 2), "
+                "or calibrate=False"
             )
         if not self.validation_buffer_m >= 0:
             raise ConfigError(
@@ -195,6 +215,10 @@ class ExperimentConfig:
             )
         if not self.fast_speed > 0:
             raise ConfigError(f"fast_speed must be > 0 m/a, got {self.fast_speed!r}")
+        if not isinstance(self.ensemble, int) or self.ensemble < 1:
+            raise ConfigError(
+                f"ensemble must be an integer >= 1 (members), got {self.ensemble!r}"
+            )
 
     @classmethod
     def quick(cls, **changes: Any) -> ExperimentConfig:
@@ -238,6 +262,7 @@ class ExperimentConfig:
             "validation_folds": self.validation_folds,
             "validation_buffer_m": self.validation_buffer_m,
             "fast_speed": self.fast_speed,
+            "ensemble": self.ensemble,
         }
 
     @classmethod
@@ -257,6 +282,8 @@ class ExperimentConfig:
             validation_folds=int(data["validation_folds"]),
             validation_buffer_m=float(data["validation_buffer_m"]),
             fast_speed=float(data["fast_speed"]),
+            # Folders written before ensembles existed hold one model.
+            ensemble=int(data.get("ensemble", 1)),
         )
 
 
@@ -379,13 +406,14 @@ def inner_split(
     folds: int,
     buffer_m: float | None = None,
     seed: int = 0,
+    fold: int = 0,
 ) -> Split:
     """Split the training picks of a split into fitting and validation lines.
 
     The training picks of ``outer`` are grouped into flight lines
     (:func:`engine.bedtopo.splits.holdout_lines`, with ``outer``'s line
-    settings), the lines dealt to ``folds`` folds by pick count, and fold 0
-    becomes the validation set. Fitting picks within ``buffer_m`` of a
+    settings), the lines dealt to ``folds`` folds by pick count, and fold
+    ``fold`` becomes the validation set. Fitting picks within ``buffer_m`` of a
     validation pick, or on a validation cell, are dropped, as the line
     split does for test picks. The validation cells are no
     BedMachine target either.
@@ -405,6 +433,8 @@ def inner_split(
         ``outer``'s ``buffer_m`` when None.
     seed : int
         Seed of the tie-breaking when dealing lines.
+    fold : int
+        The validation fold, ``0 <= fold < folds``.
 
     Returns
     -------
@@ -432,9 +462,11 @@ def inner_split(
         empty = np.zeros(0, dtype="int64")
         return replace(outer, heldout_picks=empty)
 
-    # Validation lines: fold 0 of the training lines.
+    # Validation lines: one fold of the training lines.
+    if not 0 <= fold < folds:
+        raise ConfigError(f"fold must be in 0..{folds - 1}, got {fold!r}")
     fold_of_line = deal_to_folds(counts, folds, seed=seed)
-    held = fold_of_line[inverse] == 0
+    held = fold_of_line[inverse] == fold
     inside = picks_in_grid(picks, grid)
     row = inside.loc[train_positions, "row"].to_numpy()
     col = inside.loc[train_positions, "col"].to_numpy()
@@ -532,7 +564,7 @@ def run_experiment(
     def stopped() -> bool:
         return cancel is not None and cancel.is_set()
 
-    # Inputs, the test split and the validation lines.
+    # Inputs and the test split.
     check_inputs(grid, picks)
     train_cfg = config.train
     outer = make_split(
@@ -542,57 +574,63 @@ def run_experiment(
         patch_size=train_cfg.patch_size,
         patch_stride=train_cfg.patch_stride,
     )
-    split = outer
-    if config.validation_folds:
-        split = inner_split(
-            grid,
-            picks,
-            outer,
-            folds=config.validation_folds,
-            buffer_m=config.validation_buffer_m,
-            seed=config.split.seed,
+
+    # Validation lines of each member: fold m of the training lines.
+    splits = [
+        _member_split(grid, picks, outer, config, member)
+        for member in range(config.ensemble)
+    ]
+    split = splits[0]
+    if len(split.heldout_picks) == 0 and config.validation_folds and config.calibrate:
+        warnings.warn(
+            "fewer than two training flight lines: nothing to validate on, "
+            "so the uncertainty is not calibrated and early stopping follows "
+            "the training loss",
+            ExperimentWarning,
+            stacklevel=2,
         )
-        if len(split.heldout_picks) == 0 and config.calibrate:
-            warnings.warn(
-                "fewer than two training flight lines: nothing to validate on, "
-                "so the uncertainty is not calibrated and early stopping follows "
-                "the training loss",
-                ExperimentWarning,
-                stacklevel=2,
-            )
-    else:
-        split = replace(outer, heldout_picks=np.zeros(0, dtype="int64"))
     metrics: dict[str, Any] = {
         "n_picks_in_grid": int(len(picks_in_grid(picks, grid))),
         "n_fit_picks": int(len(split.train_picks)),
         "n_validation_picks": int(len(split.heldout_picks)),
         "n_test_picks": int(len(outer.heldout_picks)),
         "n_test_lines": int(np.unique(outer.pick_line[outer.heldout_picks]).size),
+        "ensemble": config.ensemble,
     }
 
-    # Training.
+    # Training, one member after another; the first in the run folder.
     start = time.perf_counter()
+    members: list[TrainResult] = []
+    for member, member_split in enumerate(splits):
 
-    def on_epoch(record: dict[str, Any]) -> None:
-        report("train", record["epoch"] / max(record["epochs"], 1), **record)
+        def on_epoch(record: dict[str, Any], member: int = member) -> None:
+            done = (member + record["epoch"] / max(record["epochs"], 1)) / len(splits)
+            report("train", done, member=member, **record)
 
-    trained = train(
-        grid,
-        picks,
-        train_cfg,
-        split=split,
-        progress=on_epoch,
-        cancel=cancel,
-        run_dir=run_path,
-    )
+        member_dir = run_path
+        if run_path is not None and member > 0:
+            member_dir = run_path / MEMBERS_FOLDER / str(member)
+        trained = train(
+            grid,
+            picks,
+            replace(train_cfg, seed=train_cfg.seed + member),
+            split=member_split,
+            progress=on_epoch,
+            cancel=cancel,
+            run_dir=member_dir,
+        )
+        members.append(trained)
+        if trained.cancelled or stopped():
+            seconds["train"] = time.perf_counter() - start
+            return _cancelled(config, members[0], metrics, seconds, run_path)
+    trained = members[0]
     seconds["train"] = time.perf_counter() - start
-    if trained.cancelled or stopped():
-        return _cancelled(config, trained, metrics, seconds, run_path)
 
     # Prediction of the whole grid, with its uncertainty, calibrated.
     start = time.perf_counter()
+    models = [member.model for member in members]
     prediction = predict_region(
-        trained.model,
+        models[0] if len(models) == 1 else models,
         grid,
         scaler=trained.scaler,
         mc_samples=config.mc_samples,
@@ -600,15 +638,25 @@ def run_experiment(
         seed=train_cfg.seed,
         progress=lambda done, total: report("predict", done / total),
     )
-    metrics.update(_calibration(prediction, grid, picks, split, config))
+    own_beds = [prediction]
+    if len(models) > 1 and config.validation_folds:
+        # Each member's own map, scored on the lines it did not fit.
+        own_beds = [
+            predict_region(
+                model, grid, scaler=trained.scaler, device=trained.device
+            )
+            for model in models
+        ]
+    metrics.update(_calibration(prediction, own_beds, grid, picks, splits, config))
     bedmachine_val = next(
         (r["bedmachine_rmse"] for r in trained.history if r["bedmachine_rmse"]), None
     )
     metrics["validation_bedmachine_rmse"] = bedmachine_val
-    if bedmachine_val is not None and metrics["validation_rmse"] >= bedmachine_val:
+    member_val = metrics.get("validation_rmse_member0", metrics["validation_rmse"])
+    if bedmachine_val is not None and member_val >= bedmachine_val:
         warnings.warn(
             f"the model's RMSE on the validation lines "
-            f"({metrics['validation_rmse']:.1f} m) is not below BedMachine's "
+            f"({member_val:.1f} m) is not below BedMachine's "
             f"({bedmachine_val:.1f} m): the radar did not improve on the prior "
             "here; compare with the bedmachine row before using the map",
             ExperimentWarning,
@@ -688,30 +736,71 @@ def _finite_beds(
     return easting[keep], northing[keep], bed[keep]
 
 
-def _calibration(
-    prediction: xr.Dataset,
+def _member_split(
     grid: xr.Dataset,
     picks: pd.DataFrame,
-    split: Split,
+    outer: Split,
+    config: ExperimentConfig,
+    member: int,
+) -> Split:
+    """The fitting and validation picks of one ensemble member."""
+    if not config.validation_folds:
+        return replace(outer, heldout_picks=np.zeros(0, dtype="int64"))
+    return inner_split(
+        grid,
+        picks,
+        outer,
+        folds=config.validation_folds,
+        buffer_m=config.validation_buffer_m,
+        seed=config.split.seed,
+        fold=member % config.validation_folds,
+    )
+
+
+def _calibration(
+    prediction: xr.Dataset,
+    own_beds: list[xr.Dataset],
+    grid: xr.Dataset,
+    picks: pd.DataFrame,
+    splits: list[Split],
     config: ExperimentConfig,
 ) -> dict[str, Any]:
-    """Calibration factor of the std from the validation picks."""
+    """Calibration factor of the std from the validation picks.
+
+    With one model, its map is scored on its validation picks. With an
+    ensemble, each member's own map (``own_beds[m]``) is scored on the
+    validation picks of that member, which the others may have fitted,
+    and the ensemble's std is taken at the same picks: the residuals are
+    a single member's, larger than the mean's, so the factor errs on the
+    wide side.
+    """
     out: dict[str, Any] = {
         "sigma_calibration": 1.0,
         "validation_rmse": float("nan"),
         "validation_coverage_raw": float("nan"),
     }
-    if config.mc_samples == 0 or len(split.heldout_picks) == 0:
+    if config.mc_samples == 0 and len(own_beds) == 1:
         return out
 
-    # Residuals and stds at the validation picks.
-    x, y, bed = _finite_beds(picks, grid, split.heldout_picks)
-    predicted = sample_at(prediction, x, y, method="nearest")
-    std = sample_at(prediction, x, y, variable="bed_std", method="nearest")
-    residual = predicted - bed
-    usable = np.isfinite(residual)
-    out["validation_rmse"] = float(np.sqrt(np.mean(residual[usable] ** 2)))
-    inside = np.abs(residual[usable]) <= 1.6448536269514722 * std[usable]
+    # Residuals and stds at each member's validation picks.
+    residuals, stds = [], []
+    for index, (bed_map, split) in enumerate(zip(own_beds, splits, strict=False)):
+        if len(split.heldout_picks) == 0:
+            continue
+        x, y, bed = _finite_beds(picks, grid, split.heldout_picks)
+        residual = sample_at(bed_map, x, y, method="nearest") - bed
+        std = sample_at(prediction, x, y, variable="bed_std", method="nearest")
+        usable = np.isfinite(residual) & np.isfinite(std)
+        if index == 0 and len(own_beds) > 1:
+            rms = float(np.sqrt(np.mean(residual[usable] ** 2)))
+            out["validation_rmse_member0"] = rms
+        residuals.append(residual[usable])
+        stds.append(std[usable])
+    if not residuals:
+        return out
+    residual, std = np.concatenate(residuals), np.concatenate(stds)
+    out["validation_rmse"] = float(np.sqrt(np.mean(residual**2)))
+    inside = np.abs(residual) <= 1.6448536269514722 * std
     out["validation_coverage_raw"] = float(inside.mean())
 
     # The factor that puts 90 % of the validation picks in the interval.
@@ -882,6 +971,40 @@ def _save_experiment(result: ExperimentResult, run_path: Path) -> None:
     saved["experiment"] = result.config.to_dict()
     saved["experiment_cancelled"] = result.cancelled
     _save_json(saved, config_path)
+
+
+def load_members(run_dir: str | os.PathLike[str]) -> list[TrainResult]:
+    """Every trained model of a run folder: the first, then its ensemble.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A folder written by :func:`engine.bedtopo.training.train` or by
+        :func:`run_experiment`; the members of an ensemble beyond the first
+        lie in its ``members/1``, ``members/2``, ... sub-folders.
+
+    Returns
+    -------
+    list of TrainResult
+        One per member, each read by
+        :func:`engine.bedtopo.training.load_model` (weights only); one item
+        for a single model.
+
+    Raises
+    ------
+    ConfigError
+        The folder, or a member's folder, is not a finished training run.
+    """
+    run_path = Path(run_dir)
+    members = [load_model(run_path)]
+
+    # As many members as the experiment trained (a folder reused by a
+    # smaller ensemble may hold older ones, which are not read).
+    saved = json.loads((run_path / "config.json").read_text())
+    count = int(saved.get("experiment", {}).get("ensemble", 1))
+    for member in range(1, count):
+        members.append(load_model(run_path / MEMBERS_FOLDER / str(member)))
+    return members
 
 
 def load_experiment(run_dir: str | os.PathLike[str]) -> ExperimentResult:

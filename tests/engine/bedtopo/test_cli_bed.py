@@ -77,6 +77,26 @@ def test_evaluate_then_predict(files, capsys):
     assert tif.is_file()
 
 
+def test_evaluate_ensemble_then_predict_with_every_member(files, capsys):
+    """--ensemble 2 trains two members; predict averages both."""
+    run = files["folder"] / "ensemble"
+    code = main(["bed", "evaluate", "--grid", str(files["grid"]), "--radar",
+                 str(files["radar"]), "--out", str(run), "--ensemble", "2", *FAST])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "member 1 of 2" in out and "member 2 of 2" in out
+    assert (run / "members" / "1" / "model.pt").is_file()
+
+    nc = files["folder"] / "ensemble.nc"
+    code = main(["bed", "predict", "--run", str(run), "--grid", str(files["grid"]),
+                 "--out", str(nc), "--mc-samples", "0"])
+    assert code == 0
+    with xr.open_dataset(nc) as prediction:
+        # Two deterministic members: their spread is the uncertainty.
+        assert prediction.attrs["uncertainty"] == "ensemble"
+        assert float(prediction["bed_std"].max()) > 0
+
+
 def test_train_only(files, capsys):
     run = files["folder"] / "trained"
     code = main(["bed", "train", "--grid", str(files["grid"]), "--radar",

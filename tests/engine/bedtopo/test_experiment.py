@@ -18,8 +18,10 @@ from engine.bedtopo.experiment import (
     check_inputs,
     inner_split,
     load_experiment,
+    load_members,
     run_experiment,
 )
+from engine.bedtopo.predict import predict_region
 from engine.bedtopo.splits import SplitConfig, make_split
 from engine.bedtopo.training import TrainConfig
 from engine.data.errors import DataWarning
@@ -220,3 +222,72 @@ def test_nan_only_fields(twin):
         run_experiment(grid, twin.radar, TINY)
     with pytest.raises(FeatureError, match="has no surface_elevation"):
         check_inputs(twin.grid.drop_vars("surface_elevation"), twin.radar)
+
+
+def test_inner_split_folds_partition_the_training_lines(twin):
+    """Each validation fold holds other lines; together they cover them all."""
+    outer = make_split(twin.grid, twin.radar, TINY.split)
+    folds = [
+        inner_split(twin.grid, twin.radar, outer, folds=3, buffer_m=0.0, fold=f)
+        for f in range(3)
+    ]
+    held = [set(f.heldout_picks.tolist()) for f in folds]
+    assert all(held) and not held[0] & held[1] and not held[1] & held[2]
+    assert set().union(*held) == set(outer.train_picks.tolist())
+    with pytest.raises(ConfigError, match="fold"):
+        inner_split(twin.grid, twin.radar, outer, folds=3, fold=3)
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(twin, tmp_path_factory):
+    """A two-member cross-fitted ensemble run into a folder."""
+    run_dir = tmp_path_factory.mktemp("ensemble")
+    records = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        result = run_experiment(
+            twin.grid,
+            twin.radar,
+            replace(TINY, ensemble=2),
+            run_dir=run_dir,
+            progress=records.append,
+        )
+    return result, run_dir, records
+
+
+def test_ensemble_members_in_the_run_folder(ensemble_run):
+    """Member 1 lies in members/1 and is read back beside the first."""
+    result, run_dir, records = ensemble_run
+    assert (run_dir / "members" / "1" / "model.pt").is_file()
+    members = load_members(run_dir)
+    assert len(members) == 2
+    assert members[1].config.seed == members[0].config.seed + 1
+    first = members[0].model.state_dict()["head.weight"]
+    second = members[1].model.state_dict()["head.weight"]
+    assert not np.array_equal(first.numpy(), second.numpy())
+    # Progress reports both members and still ends at one.
+    assert {r.get("member") for r in records if r["stage"] == "train"} == {0, 1}
+    assert records[-1]["fraction"] == 1.0
+    assert result.metrics["ensemble"] == 2
+    assert result.prediction.attrs["uncertainty"] == "ensemble+mc_dropout"
+    assert np.isfinite(result.metrics["sigma_calibration"])
+
+
+def test_ensemble_map_is_the_mean_of_its_members(ensemble_run, twin):
+    """Without MC passes the map is the mean of the members' own maps."""
+    _, run_dir, _ = ensemble_run
+    members = load_members(run_dir)
+    models = [m.model for m in members]
+    scaler = members[0].scaler
+    mean = predict_region(models, twin.grid, scaler=scaler)["bed"].values
+    own = [predict_region(m, twin.grid, scaler=scaler)["bed"].values for m in models]
+    # float32 maps of beds of a few hundred metres: round-off only.
+    np.testing.assert_allclose(mean, np.mean(own, axis=0), atol=1e-3)
+    spread = predict_region(models, twin.grid, scaler=scaler)["bed_std"].values
+    assert np.nanmax(spread) > 0
+
+
+def test_single_model_folder_loads_one_member(finished):
+    """A run without an ensemble gives one member."""
+    _, run_dir, _ = finished
+    assert len(load_members(run_dir)) == 1
