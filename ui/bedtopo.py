@@ -208,7 +208,14 @@ def progress_figure(reports: list[dict[str, Any]]) -> go.Figure:
     )
     if not epochs:
         return fig
-    x = [r["epoch"] for r in epochs]
+
+    # Ensemble members train one after another: their epochs follow on.
+    x, base, member, top = [], 0, 0, 0
+    for record in epochs:
+        if record.get("member", 0) != member:
+            base, member, top = base + top, record.get("member", 0), 0
+        top = max(top, record["epoch"])
+        x.append(base + record["epoch"])
     for key, name in (("radar_loss", "radar loss L_r"),
                       ("bedmachine_loss", "BedMachine loss L_b"),
                       ("loss", "total")):  # fmt: skip
@@ -218,7 +225,8 @@ def progress_figure(reports: list[dict[str, Any]]) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=[r.get(key) for r in epochs], name=name),
                       row=1, col=2)  # fmt: skip
     fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_xaxes(title_text="epoch")
+    title = "epoch (ensemble members one after another)" if member else "epoch"
+    fig.update_xaxes(title_text=title)
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
