@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 import xarray as xr
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from engine.atomic import atomic_write
 from engine.bedtopo.errors import ConfigError
@@ -103,6 +103,7 @@ PROGRESS_KEYS = (
     "best_epoch",
     "seconds",
     "seconds_left",
+    "batches",
 )
 
 #: Version of the run folder's config.json.
@@ -164,6 +165,12 @@ class TrainConfig:
         Epochs of one rise of the cycle.
     patience : int
         Epochs without improvement before stopping; 0 never stops early.
+    min_batches : int
+        Least number of batches in an epoch, >= 0. A small region has few
+        patches (a 96 x 128 grid gives 35 of 32 cells at stride 16, three
+        batches), so that one pass over them is hardly a step; the
+        patches are then drawn in successive shuffles until the epoch has
+        this many batches. 0: one pass, whatever the region's size.
     augment : bool
         Random flips (see :mod:`engine.bedtopo.patches`).
     seed : int
@@ -194,6 +201,7 @@ class TrainConfig:
     cyclic_lr_range: tuple[float, float] = (1e-5, 1e-3)
     cyclic_half_cycle_epochs: int = 4
     patience: int = 10
+    min_batches: int = 0
     augment: bool = False
     seed: int = 0
     device: str = "auto"
@@ -220,6 +228,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.min_batches, int) or self.min_batches < 0:
+            raise ConfigError(
+                f"min_batches must be an integer >= 0, got {self.min_batches!r}"
+            )
         if not isinstance(self.patience, int) or self.patience < 0:
             raise ConfigError(
                 f"patience must be an integer >= 0, got {self.patience!r}"
@@ -417,8 +429,9 @@ def train(
         epoch's batches, m^2 for the default loss), ``gamma_radar``,
         ``gamma_bedmachine`` (means), ``val_rmse`` (m, the held-out picks;
         None without), ``bedmachine_rmse`` (m, BedMachine at the same
-        picks), ``lr``, ``best_epoch``, ``seconds`` elapsed and
-        ``seconds_left`` (estimated for the remaining epochs).
+        picks), ``lr``, ``best_epoch``, ``seconds`` elapsed,
+        ``seconds_left`` (estimated for the remaining epochs) and
+        ``batches`` (optimiser steps in the epoch).
     cancel : object with ``is_set()``, optional
         E.g. a ``threading.Event``, checked between batches; when set, the
         run stops and returns the best weights so far, marked cancelled.
@@ -482,12 +495,16 @@ def train(
         scaler=scaler,
         seed=config.seed,
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
+    generator = torch.Generator().manual_seed(config.seed)
+    wanted = config.min_batches * config.batch_size
+    if wanted > len(dataset):
+        # Successive shuffles of the patches fill the epoch's batches.
+        sampler = RandomSampler(dataset, num_samples=wanted, generator=generator)
+        loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler)
+    else:
+        loader = DataLoader(
+            dataset, batch_size=config.batch_size, shuffle=True, generator=generator
+        )
 
     # Model and loss.
     model = _build_model(config, len(features.channels), targets).to(device)
@@ -568,6 +585,7 @@ def train(
                 "epoch": epoch,
                 "epochs": config.epochs,
                 **means,
+                "batches": n_batches,
                 "val_rmse": val_rmse,
                 "bedmachine_rmse": bedmachine_rmse,
                 "lr": float(optimiser.param_groups[0]["lr"]),

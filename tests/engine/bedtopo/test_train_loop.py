@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.bedtopo.errors import ConfigError
 from engine.bedtopo.features import make_features
 from engine.bedtopo.losses import LossConfig
 from engine.bedtopo.models import block_mean
@@ -88,6 +89,26 @@ def test_progress_called_per_epoch_with_keys(twin):
         assert set(PROGRESS_KEYS) <= set(call)
         assert call["val_rmse"] > 0 and call["bedmachine_rmse"] > 0
     assert result.history == calls
+
+
+def test_min_batches_fills_small_epochs(twin):
+    """A region of few patches is drawn again until the epoch has enough."""
+    records = {}
+    for min_batches in (0, 7):
+        config = TrainConfig.quick(
+            **TINY, epochs=1, patience=0, min_batches=min_batches
+        )
+        result = train(twin.grid, twin.radar, config)
+        records[min_batches] = result.history[0]["batches"]
+
+    # 32 x 32 cells, 16-cell patches at stride 8: 9 patches, 2 batches of 8.
+    assert records[0] == 2
+    assert records[7] == 7
+
+
+def test_min_batches_must_not_be_negative():
+    with pytest.raises(ConfigError, match="min_batches"):
+        TrainConfig.quick(min_batches=-1)
 
 
 def test_cancel_after_first_epoch(twin):
