@@ -6,14 +6,19 @@ Run from the repository root (the WFDE5 files found as the app finds them)::
     .venv/bin/python benchmarks/cluster_scale.py --full     # longer training
     .venv/bin/python benchmarks/cluster_scale.py --deep     # + DEC, DSC members
 
+``--full`` uses the longer presets: HEDGTC's ensemble then holds DEC and
+DSC members (3 runs each) beside k-means, Gaussian mixture and Ward, on
+2 Dask workers in the whole-pipeline row.
+
 On the WFDE5 UK cube, January 2017, hourly (744 steps, 20 x 28 cells, 6
 variables, diurnal cycle removed, k = 7), three tables:
 
 1. wall time of one DSC run and one whole HEDGTC run (the runner's
-   settings: k-means, Gaussian mixture and Ward members) through
-   :func:`engine.clustering.runner.run_clustering` (preparation, training,
-   scores and composites included), against the targets of 3 and 10
-   minutes;
+   settings: k-means, Gaussian mixture and Ward members serially, or
+   with ``--full`` DEC and DSC members too on 2 workers) through
+   :func:`engine.clustering.runner.run_clustering` (preparation,
+   training, scores and composites included), against the targets of 3
+   and 10 minutes;
 2. the ensemble stage alone (:func:`engine.clustering.members.run_members`,
    every base run of HEDGTC's settings) serially in this process and on a
    loopback ``LocalCluster`` of 1 and then 2 one-thread worker processes,
@@ -103,20 +108,27 @@ def method_table(cube, prepare: PrepareConfig, *, quick: bool) -> None:
 
 
 def ensemble_tasks(X, samples, settings: HEDGTCConfig, *, deep: bool):
-    """Every base run of HEDGTC's settings as member tasks."""
+    """Every base run of HEDGTC's settings as member tasks.
+
+    ``deep`` adds DEC and DSC members where the settings hold none (the
+    quick preset), with the settings' ``deep_runs`` (3 when unset).
+    """
     members = {**MEMBERS, **deep_members()}
-    algorithms = list(settings.algorithms) + (["dec", "dsc"] if deep else [])
-    return [
-        MemberTask(
-            name,
-            members[name],
-            samples if getattr(members[name], "needs_samples", False) else X,
-            7,
-            settings.seed + run,
-        )
-        for name in algorithms
-        for run in range(settings.n_runs)
-    ]
+    algorithms = list(settings.algorithms)
+    if deep:
+        algorithms += [name for name in ("dec", "dsc") if name not in algorithms]
+    tasks = []
+    for name in algorithms:
+        needs_samples = getattr(members[name], "needs_samples", False)
+        runs = (settings.deep_runs or 3) if needs_samples else settings.n_runs
+        tasks += [
+            MemberTask(
+                name, members[name], samples if needs_samples else X, 7,
+                settings.seed + run,
+            )
+            for run in range(runs)
+        ]
+    return tasks
 
 
 def ensemble_table(samples, *, quick: bool, deep: bool, repeats: int) -> None:
@@ -127,7 +139,11 @@ def ensemble_table(samples, *, quick: bool, deep: bool, repeats: int) -> None:
     settings = method_settings("hedgtc", quick=quick, seed=0)
     X = whiten_by_differences(samples.X, seed=0)
     tasks = ensemble_tasks(X, samples, settings, deep=deep)
-    print(f"\nensemble: {len(tasks)} base runs, samples {X.shape}", flush=True)
+    counts = pd.Series([task.algorithm for task in tasks]).value_counts()
+    print(
+        f"\nensemble: {len(tasks)} base runs ({counts.to_dict()}), samples {X.shape}",
+        flush=True,
+    )
 
     # Serial in this process, after one warm-up run.
     torch.set_num_threads(1)

@@ -440,7 +440,12 @@ def _add_cluster_parser(subjects: Any) -> None:
         command.add_argument("--window", type=int, default=24, help="spatial, steps")
         command.add_argument("--step", type=int, default=24, help="spatial, steps")
         command.add_argument("--seeds", type=int, default=3, help="for stability")
-        command.add_argument("--workers", type=int, default=0, help="Dask workers")
+        command.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="Dask workers for HEDGTC's members (default: 0, 2 with --full)",
+        )
         command.add_argument("--full", action="store_true", help="longer training")
         command.set_defaults(func=_cmd_cluster)
 

@@ -137,6 +137,10 @@ class HEDGTCConfig:
         :func:`deep_members` or ``run_hedgtc``'s ``members``.
     n_runs
         Runs (seeds) per algorithm.
+    deep_runs
+        Runs per deep member (DEC, DSC: members that take prepared
+        samples), which train a network each and take seconds to a minute
+        where the others take milliseconds; ``None`` uses ``n_runs``.
     seed
         Run ``r`` of every algorithm uses seed ``seed + r``; the consensus
         and the network use ``seed``.
@@ -173,6 +177,7 @@ class HEDGTCConfig:
     k: int = 7
     algorithms: tuple[str, ...] = ("kmeans", "gmm", "ward")
     n_runs: int = 10
+    deep_runs: int | None = None
     seed: int = 0
     threshold: float = 0.5
     heterogeneous_threshold: float = 0.5
@@ -194,6 +199,10 @@ class HEDGTCConfig:
                 "algorithms must not repeat",
             ),
             (self.n_runs >= 1, "n_runs must be at least 1"),
+            (
+                self.deep_runs is None or self.deep_runs >= 1,
+                "deep_runs must be at least 1 (or None: n_runs)",
+            ),
             (0.0 <= self.threshold <= 1.0, "threshold must be in [0, 1]"),
             (
                 0.0 <= self.heterogeneous_threshold <= 1.0,
@@ -420,11 +429,15 @@ def run_hedgtc(
 
     # Step 2: base runs, every algorithm with every seed.
     start = time.perf_counter()
-    seeds = [config.seed + run for run in range(config.n_runs)]
+    seeds = {}
+    for name in config.algorithms:
+        deep = getattr(available[name], "needs_samples", False)
+        runs = config.deep_runs if deep and config.deep_runs else config.n_runs
+        seeds[name] = [config.seed + run for run in range(runs)]
     tasks = [
         MemberTask(name, available[name], inputs[name], k, seed)
         for name in config.algorithms
-        for seed in seeds
+        for seed in seeds[name]
     ]
     members_progress = scaled_progress(progress, 0.0, 0.6)
     if client is not None:
@@ -439,10 +452,10 @@ def run_hedgtc(
             progress=members_progress,
             cancel=cancel,
         )
-    base_labels = {
-        name: runs[i * config.n_runs : (i + 1) * config.n_runs]
-        for i, name in enumerate(config.algorithms)
-    }
+    base_labels, first = {}, 0
+    for name in config.algorithms:
+        base_labels[name] = runs[first : first + len(seeds[name])]
+        first += len(seeds[name])
     history.append(
         {"stage": "members", "seconds": time.perf_counter() - start, "runs": len(runs)}
     )
@@ -545,7 +558,7 @@ def run_hedgtc(
     return HEDGTCResult(
         k=k,
         base_labels=base_labels,
-        seeds={name: list(seeds) for name in config.algorithms},
+        seeds={name: list(seeds[name]) for name in config.algorithms},
         homogeneous_co_association=co_associations,
         homogeneous_labels=homogeneous,
         all_runs_co_association=all_runs,

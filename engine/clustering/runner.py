@@ -143,8 +143,10 @@ class ClusteringConfig:
         CPU); ``False`` trains longer (see :func:`method_settings`).
     workers
         Dask worker processes of a local cluster for HEDGTC's base runs;
-        0 runs them in this process. A ``client`` given to
-        :func:`run_clustering` wins.
+        0 runs them in this process; ``None`` leaves it to the preset
+        (:func:`method_settings`: 0 for the quick one, whose members take
+        milliseconds, 2 for the longer one with DEC and DSC members). A
+        ``client`` given to :func:`run_clustering` wins.
     """
 
     method: str = "hedgtc"
@@ -155,7 +157,7 @@ class ClusteringConfig:
     step: int = 24
     seeds: int = 3
     quick: bool = True
-    workers: int = 0
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         """Check every setting, naming the accepted values."""
@@ -175,7 +177,10 @@ class ClusteringConfig:
             (self.window >= 1, f"window={self.window}; it must be >= 1 step"),
             (self.step >= 1, f"step={self.step}; it must be >= 1 step"),
             (self.seeds >= 1, f"seeds={self.seeds}; it must be >= 1"),
-            (self.workers >= 0, f"workers={self.workers}; 0 (serial) or more"),
+            (
+                self.workers is None or self.workers >= 0,
+                f"workers={self.workers}; 0 (serial) or more, or None (preset)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -335,7 +340,9 @@ def method_settings(method: str, *, quick: bool, seed: int) -> Any:
         Quick presets (:meth:`DSCConfig.quick`, :meth:`HEDGTCConfig.quick`)
         or longer training: DSC/DEC 40 pre-training epochs and at most
         480 clustering iterations; HEDGTC's defaults (10 runs per
-        algorithm, 200 + 100 network epochs). HEDGTC always uses
+        algorithm, 200 + 100 network epochs) with DEC and DSC members too
+        (3 runs each, on 2 Dask workers). The quick HEDGTC ensemble holds
+        k-means, Gaussian mixture and Ward members only. HEDGTC always uses
         persistence in time: members and network on samples whitened by
         the noise seen between consecutive steps, and a last stage that
         refines the network's and every consensus' labels by a sticky
@@ -359,7 +366,13 @@ def method_settings(method: str, *, quick: bool, seed: int) -> Any:
     temporal = {"temporal_whiten": True, "temporal_refine": True}
     if quick:
         return HEDGTCConfig.quick(seed=seed, **temporal)
-    return HEDGTCConfig(seed=seed, **temporal)
+    return HEDGTCConfig(
+        seed=seed,
+        algorithms=("kmeans", "gmm", "ward", "dec", "dsc"),
+        deep_runs=3,
+        n_workers=2,
+        **temporal,
+    )
 
 
 def sweep_k(
@@ -659,10 +672,9 @@ def _run_method(
     # HEDGTC, with its stages.
     from engine.clustering.hedgtc import run_hedgtc
 
-    settings = replace(
-        method_settings("hedgtc", quick=config.quick, seed=seed),
-        n_workers=config.workers,
-    )
+    settings = method_settings("hedgtc", quick=config.quick, seed=seed)
+    if config.workers is not None:
+        settings = replace(settings, n_workers=config.workers)
     result = run_hedgtc(
         samples, k, settings, progress=progress, cancel=cancel, client=client
     )

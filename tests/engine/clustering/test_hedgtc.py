@@ -283,3 +283,40 @@ def test_deep_members_join_when_available() -> None:
     # A bare feature matrix cannot feed them: a named error.
     with pytest.raises(ClusteringInputError, match="needs prepared Samples"):
         run_hedgtc(samples.X, 3, config)
+
+
+def _samples_member(samples: object, k: int, seed: int) -> np.ndarray:
+    """A toy deep-like member: takes prepared samples, bins a feature."""
+    return _split_first(samples.X, k, seed)
+
+
+_samples_member.needs_samples = True  # type: ignore[attr-defined]
+
+
+def test_deep_runs_count_separately() -> None:
+    """Members taking samples run deep_runs times, the others n_runs."""
+    planted = make_planted(
+        seed=1, n_time=40, n_lat=6, n_lon=8, n_regimes=3, noise_ratio=0.3
+    )
+    samples = prepare_samples(planted.cube)
+    config = HEDGTCConfig(
+        algorithms=("kmeans", "toy_deep", "gmm"),
+        n_runs=3,
+        deep_runs=1,
+        seed=5,
+        gat=TINY.gat,
+    )
+    result = run_hedgtc(samples, 3, config, members={"toy_deep": _samples_member})
+
+    # Runs and seeds per algorithm, each algorithm's runs its own.
+    assert {name: len(runs) for name, runs in result.base_labels.items()} == {
+        "kmeans": 3,
+        "toy_deep": 1,
+        "gmm": 3,
+    }
+    assert result.seeds == {"kmeans": [5, 6, 7], "toy_deep": [5], "gmm": [5, 6, 7]}
+    np.testing.assert_array_equal(
+        result.base_labels["toy_deep"][0], _samples_member(samples, 3, 5)
+    )
+    with pytest.raises(ClusteringConfigError, match="deep_runs"):
+        HEDGTCConfig(deep_runs=0)

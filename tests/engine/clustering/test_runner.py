@@ -17,6 +17,7 @@ from engine.clustering.runner import (
     ClusteringConfig,
     compare_methods,
     load_clustering,
+    method_settings,
     run_clustering,
     sweep_k,
 )
@@ -179,11 +180,26 @@ def test_bad_inputs_are_named() -> None:
         load_clustering("/nonexistent/run")
 
 
+def test_longer_hedgtc_adds_deep_members_on_dask() -> None:
+    """The longer preset holds DEC and DSC members and two workers."""
+    quick = method_settings("hedgtc", quick=True, seed=0)
+    longer = method_settings("hedgtc", quick=False, seed=0)
+    assert set(quick.algorithms) == {"kmeans", "gmm", "ward"}
+    assert quick.n_workers == 0
+    assert {"kmeans", "gmm", "ward", "dec", "dsc"} == set(longer.algorithms)
+    assert longer.deep_runs == 3 and longer.n_workers == 2
+    with pytest.raises(ClusteringConfigError, match="workers=-1"):
+        ClusteringConfig(workers=-1)
+
+
 def test_config_round_trips_through_a_dict() -> None:
     """to_dict / from_dict give back an equal config."""
     config = ClusteringConfig(
         method="dsc", prepare=PrepareConfig(variables=("t2m",), resample="1D")
     )
+    values = json.loads(json.dumps(config.to_dict()))
+    assert ClusteringConfig.from_dict(values) == config
+    config = ClusteringConfig(method="hedgtc", workers=2, quick=False)
     values = json.loads(json.dumps(config.to_dict()))
     assert ClusteringConfig.from_dict(values) == config
 
