@@ -4,6 +4,8 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/cluster_quality.py            # quick
     .venv/bin/python benchmarks/cluster_quality.py --full     # the targets
+    .venv/bin/python benchmarks/cluster_quality.py --longer   # longer presets
+    ... cluster_quality.py --methods kmeans ward hedgtc       # a subset
 
 Two parts, each printed as tables:
 
@@ -44,7 +46,9 @@ def wfde5_folder() -> Path:
 SCORES = ["silhouette_cosine", "davies_bouldin", "calinski_harabasz", "stability"]
 
 
-def wfde5_tables(methods: list[str], *, seeds: int, hourly: bool) -> None:
+def wfde5_tables(
+    methods: list[str], *, seeds: int, hourly: bool, quick: bool = True
+) -> None:
     """Scores of every method on WFDE5, hourly and daily, mask and fill."""
     steps = [("daily", "1D")] + ([("hourly", None)] if hourly else [])
     with open_climate_cube(wfde5_folder()) as cube:
@@ -52,24 +56,34 @@ def wfde5_tables(methods: list[str], *, seeds: int, hourly: bool) -> None:
         for name, resample in steps:
             for fill in ("mask", "mean"):
                 prepare = PrepareConfig(anomaly="diurnal", resample=resample, fill=fill)
-                config = ClusteringConfig(k=7, prepare=prepare, seeds=seeds)
+                config = ClusteringConfig(
+                    k=7, prepare=prepare, seeds=seeds, quick=quick
+                )
                 table = compare_methods(cube, config, methods)
                 ratios = table[["silhouette_cosine", "davies_bouldin"]].div(
                     table.loc["kmeans", ["silhouette_cosine", "davies_bouldin"]]
                 )
-                print(f"\nWFDE5 {name}, fill={fill}, k=7 (input-space scores)")
+                print(
+                    f"\nWFDE5 {name}, fill={fill}, k=7 (input-space scores, "
+                    f"{'quick' if quick else 'longer'} presets)"
+                )
                 shown = table[SCORES + ["seconds"]].join(ratios.add_suffix("/kmeans"))
                 print(shown.round(3).to_string(), flush=True)
 
 
 def planted_tables(
-    methods: list[str], *, data_seeds: int, seeds: int, noise: float
+    methods: list[str],
+    *,
+    data_seeds: int,
+    seeds: int,
+    noise: float,
+    quick: bool = True,
 ) -> None:
     """ARI, NMI, stability and time per method over planted data seeds."""
     rows = []
     for data_seed in range(data_seeds):
         planted = make_planted(seed=data_seed, noise_ratio=noise)
-        config = ClusteringConfig(k=4, seeds=seeds)
+        config = ClusteringConfig(k=4, seeds=seeds, quick=quick)
         table = compare_methods(planted.cube, config, methods)
         table["data_seed"] = data_seed
         rows.append(table.reset_index())
@@ -107,8 +121,15 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=2.2)
     parser.add_argument("--skip-wfde5", action="store_true")
     parser.add_argument("--skip-planted", action="store_true")
+    parser.add_argument(
+        "--longer",
+        action="store_true",
+        help="longer presets of DSC, DEC and HEDGTC (HEDGTC with DEC and DSC members)",
+    )
+    parser.add_argument("--methods", nargs="*", help="a subset of the methods")
     args = parser.parse_args()
-    methods = ["kmeans", "ward", "gmm", "dec", "dsc", "hedgtc"]
+    methods = args.methods or ["kmeans", "ward", "gmm", "dec", "dsc", "hedgtc"]
+    quick = not args.longer
     start = time.perf_counter()
     if not args.skip_planted:
         planted_tables(
@@ -116,12 +137,16 @@ def main() -> None:
             data_seeds=10 if args.full else 3,
             seeds=5 if args.full else 2,
             noise=args.noise,
+            quick=quick,
         )
     if not args.skip_wfde5:
         wfde5_tables(
-            methods if args.full else ["kmeans", "ward", "gmm", "dsc", "hedgtc"],
+            methods
+            if args.full or args.methods
+            else ["kmeans", "ward", "gmm", "dsc", "hedgtc"],
             seeds=3 if args.full else 1,
             hourly=True,
+            quick=quick,
         )
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 

@@ -59,6 +59,7 @@ from engine.clustering.runner import (  # noqa: E402
     method_settings,
     run_clustering,
 )
+from engine.dask_local import local_cluster  # noqa: E402
 from engine.data.climate import open_climate_cube  # noqa: E402
 
 #: Targets of wall time on 2 cores, in seconds.
@@ -159,13 +160,9 @@ def ensemble_table(samples, *, quick: bool, deep: bool, repeats: int) -> None:
     # One and two worker processes, each warmed up before timing.
     threads = {}
     for n_workers in (1, 2):
-        with distributed.LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster, distributed.Client(cluster) as client:
+        with local_cluster(n_workers) as cluster, distributed.Client(
+            cluster
+        ) as client:
             threads.update(
                 {
                     f"{n_workers} workers: {address}": values

@@ -66,16 +66,12 @@ def run_once(
     n_workers: int, spec: ModelSpec, shape: tuple[int, int], args, folder: Path
 ) -> dict:
     """Start a cluster, warm its workers up, then time one prediction."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from engine.dask_local import local_cluster
 
     # Fresh worker processes, so that ru_maxrss is this run's peak.
-    with LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster, Client(cluster) as client:
+    with local_cluster(n_workers) as cluster, Client(cluster) as client:
         return _timed(client, spec, shape, args, folder)
 
 

@@ -907,19 +907,15 @@ def _serial_results(
 
 def _start_client(scheduler_address: str | None, n_workers: int) -> tuple[Any, Any]:
     """A client of a remote scheduler, or of a new LocalCluster on loopback."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from engine.dask_local import local_cluster
 
     if scheduler_address is not None:
         return Client(scheduler_address), None
     if n_workers < 1:
         raise ConfigError("a LocalCluster needs n_workers >= 1; use 0 for serial")
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
+    cluster = local_cluster(n_workers, threads_per_worker=1)
     return Client(cluster), cluster
 
 

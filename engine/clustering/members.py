@@ -286,13 +286,9 @@ def run_members(
         if scheduler_address is not None:
             own_client = client = distributed.Client(scheduler_address)
         else:
-            cluster = distributed.LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=threads_per_worker,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-            )
+            from engine.dask_local import local_cluster
+
+            cluster = local_cluster(n_workers, threads_per_worker)
             own_client = client = distributed.Client(cluster)
     try:
         return _run_on_client(client, tasks, progress=progress, cancel=cancel)
