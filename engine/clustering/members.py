@@ -325,11 +325,14 @@ def _run_on_client(
     # One thread per worker for numerical libraries and torch.
     client.run(_limit_threads)
 
-    # Each distinct sample array sent once.
+    # Each distinct sample array sent once, under a key of this call: with
+    # content-hashed keys, a repeated call on the same samples shares the
+    # key of a previous call's data, which the scheduler may be releasing
+    # as the new tasks arrive (they then fail with "lost dependencies").
     scattered: dict[int, Any] = {}
     for task in tasks:
         if id(task.X) not in scattered:
-            scattered[id(task.X)] = client.scatter(task.X)
+            scattered[id(task.X)] = client.scatter(task.X, hash=False)
 
     # Submit, with unique keys so that repeated calls never share results.
     batch = uuid.uuid4().hex[:8]

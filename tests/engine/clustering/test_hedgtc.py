@@ -152,6 +152,22 @@ def test_dask_members_match_the_serial_path(planted: tuple, client: object) -> N
         np.testing.assert_array_equal(one, other)
 
 
+def test_repeated_calls_on_the_same_samples(planted: tuple, client: object) -> None:
+    """Back-to-back calls with the same samples never share their data.
+
+    A call's scattered samples are released as it returns; were they keyed
+    by content, the next call's tasks could lose them ("lost
+    dependencies"). Ten rounds give the race its chances.
+    """
+    X, _ = planted
+    tasks = _tasks(X)[:2]
+    first = run_members(tasks, client=client)
+    for _ in range(10):
+        again = run_members(tasks, client=client)
+        for one, other in zip(first, again, strict=True):
+            np.testing.assert_array_equal(one, other)
+
+
 def test_dask_by_scheduler_address(planted: tuple, client: object) -> None:
     """Connecting by address gives the same labels as the serial path."""
     X, _ = planted
