@@ -112,3 +112,29 @@ def test_short_dsc_and_hedgtc_runs_render_every_view(
         at.slider(key=ui.TIME).set_value(10).run()
         assert not at.exception
         assert any("2017-01-11" in m.value for m in at.markdown)
+
+
+def test_longer_hedgtc_runs_deep_members_on_dask(wfde5_dir, monkeypatch, tmp_path):
+    """The longer toggle adds DEC and DSC members, run on two workers."""
+    from engine.clustering.runner import load_clustering
+    from engine.jobs import store
+
+    # HEDGTC on the 31 daily steps of two variables, longer training.
+    at = run_page(monkeypatch, tmp_path)
+    at.toggle(key=ui.DAILY).set_value(True).run()
+    at.multiselect(key=ui.VARIABLES).set_value(["Tair", "Wind"]).run()
+    at.number_input(key=ui.K).set_value(3).run()
+    at.selectbox(key=ui.METHOD).set_value("HEDGTC (ensembles + graph attention)").run()
+    at.toggle(key=ui.LONGER).set_value(True).run()
+    at.button(key=ui.RUN).click().run()
+    job_id = wait_for_job(at)
+    assert store.read_state(job_id).state == "done", store.read_state(job_id).error
+
+    # Every member's co-association is kept, the deep ones included.
+    result = load_clustering(store.job_dir(job_id))
+    assert result.config.quick is False
+    assert set(result.stages["co_association"]) == {
+        "kmeans", "gmm", "ward", "dec", "dsc"
+    }  # fmt: skip
+    at.run()
+    assert not at.exception, at.exception
