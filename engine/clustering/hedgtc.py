@@ -432,8 +432,8 @@ def run_hedgtc(
     seeds = {}
     for name in config.algorithms:
         deep = getattr(available[name], "needs_samples", False)
-        runs = config.deep_runs if deep and config.deep_runs else config.n_runs
-        seeds[name] = [config.seed + run for run in range(runs)]
+        count = config.deep_runs if deep and config.deep_runs else config.n_runs
+        seeds[name] = [config.seed + run for run in range(count)]
     tasks = [
         MemberTask(name, available[name], inputs[name], k, seed)
         for name in config.algorithms
