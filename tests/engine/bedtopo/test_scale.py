@@ -22,6 +22,7 @@ from engine.bedtopo.scale import (
     tile_layout,
 )
 from engine.bedtopo.targets import fine_coordinates
+from engine.dask_local import local_cluster
 
 distributed = pytest.importorskip("distributed")
 
@@ -42,13 +43,7 @@ ATOL_M = 1e-3
 @pytest.fixture(scope="module")
 def client():
     """A LocalCluster of two one-thread worker processes on loopback."""
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
+    cluster = local_cluster(2)
     with distributed.Client(cluster) as dask_client:
         yield dask_client
     cluster.close()

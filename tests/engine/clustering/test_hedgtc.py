@@ -28,6 +28,7 @@ from engine.clustering.hedgtc import (
 )
 from engine.clustering.prepare import prepare_samples
 from engine.clustering.synthetic import make_planted
+from engine.dask_local import local_cluster
 
 distributed = pytest.importorskip("distributed")
 
@@ -58,13 +59,7 @@ def planted() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def client() -> Iterator[object]:
     """One loopback LocalCluster of 2 single-thread workers per module."""
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
+    cluster = local_cluster(2)
     client = distributed.Client(cluster)
     yield client
     client.close()
