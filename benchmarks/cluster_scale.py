@@ -46,7 +46,7 @@ import distributed  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from engine.clustering.hedgtc import HEDGTCConfig  # noqa: E402
+from engine.clustering.hedgtc import HEDGTCConfig, member_seeds  # noqa: E402
 from engine.clustering.members import (  # noqa: E402
     MEMBERS,
     MemberTask,
@@ -115,20 +115,18 @@ def ensemble_tasks(X, samples, settings: HEDGTCConfig, *, deep: bool):
     quick preset), with the settings' ``deep_runs`` (3 when unset).
     """
     members = {**MEMBERS, **deep_members()}
-    algorithms = list(settings.algorithms)
     if deep:
-        algorithms += [name for name in ("dec", "dsc") if name not in algorithms]
+        extra = tuple(n for n in ("dec", "dsc") if n not in settings.algorithms)
+        settings = replace(
+            settings,
+            algorithms=settings.algorithms + extra,
+            deep_runs=settings.deep_runs or 3,
+        )
     tasks = []
-    for name in algorithms:
+    for name, seeds in member_seeds(settings, members).items():
         needs_samples = getattr(members[name], "needs_samples", False)
-        runs = (settings.deep_runs or 3) if needs_samples else settings.n_runs
-        tasks += [
-            MemberTask(
-                name, members[name], samples if needs_samples else X, 7,
-                settings.seed + run,
-            )
-            for run in range(runs)
-        ]
+        data = samples if needs_samples else X
+        tasks += [MemberTask(name, members[name], data, 7, seed) for seed in seeds]
     return tasks
 
 

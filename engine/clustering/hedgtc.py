@@ -110,6 +110,7 @@ __all__ = [
     "dsc_member",
     "gmm_member",
     "kmeans_member",
+    "member_seeds",
     "run_hedgtc",
     "run_members",
     "ward_member",
@@ -332,6 +333,35 @@ class HEDGTCResult:
 # ---------------------------------------------------------------------------
 
 
+def member_seeds(
+    config: HEDGTCConfig, members: Mapping[str, Member]
+) -> dict[str, list[int]]:
+    """The seeds of each algorithm's base runs.
+
+    Parameters
+    ----------
+    config
+        Its ``algorithms``, ``n_runs``, ``deep_runs`` and ``seed``.
+    members
+        Name to member for every algorithm of the config; members that
+        take prepared samples (``needs_samples``: DEC, DSC) are the deep
+        ones.
+
+    Returns
+    -------
+    dict
+        Algorithm name to ``[seed, seed + 1, ...]``: ``deep_runs`` seeds
+        for a deep member (``n_runs`` when ``deep_runs`` is None),
+        ``n_runs`` for the others.
+    """
+    seeds = {}
+    for name in config.algorithms:
+        deep = getattr(members[name], "needs_samples", False)
+        count = config.deep_runs if deep and config.deep_runs else config.n_runs
+        seeds[name] = [config.seed + run for run in range(count)]
+    return seeds
+
+
 def run_hedgtc(
     samples_or_X: Samples | np.ndarray,
     k: int | None = None,
@@ -429,11 +459,7 @@ def run_hedgtc(
 
     # Step 2: base runs, every algorithm with every seed.
     start = time.perf_counter()
-    seeds = {}
-    for name in config.algorithms:
-        deep = getattr(available[name], "needs_samples", False)
-        count = config.deep_runs if deep and config.deep_runs else config.n_runs
-        seeds[name] = [config.seed + run for run in range(count)]
+    seeds = member_seeds(config, available)
     tasks = [
         MemberTask(name, available[name], inputs[name], k, seed)
         for name in config.algorithms

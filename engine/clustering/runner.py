@@ -53,7 +53,8 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -552,6 +553,34 @@ def load_clustering(run_dir: str | os.PathLike[str]) -> ClusteringResult:
 # ---------------------------------------------------------------------------
 
 
+@contextmanager
+def _seeds_client(config: ClusteringConfig, client: Any | None) -> Iterator[Any]:
+    """The client for HEDGTC's base runs, shared by every seed of a run.
+
+    The given client as it is; else, when HEDGTC runs several seeds on
+    Dask worker processes, one local cluster started here and closed after
+    the last seed; else ``None`` (each run starts what it needs, or runs
+    serially).
+    """
+    workers = config.workers
+    if workers is None and config.method == "hedgtc":
+        workers = method_settings("hedgtc", quick=config.quick, seed=0).n_workers
+    shared = client is None and config.method == "hedgtc" and config.seeds > 1
+    if not (shared and workers):
+        yield client
+        return
+    try:
+        import distributed
+    except ImportError:
+        # run_members warns and runs the members serially.
+        yield None
+        return
+    from engine.dask_local import local_cluster
+
+    with local_cluster(workers) as cluster, distributed.Client(cluster) as own:
+        yield own
+
+
 def _run_temporal(
     cube: xr.Dataset,
     samples: Samples,
@@ -567,23 +596,25 @@ def _run_temporal(
     history: list[dict[str, Any]] = []
     stages: dict[str, Any] = {}
     cancelled = False
-    for seed in range(config.seeds):
-        hook = _seed_progress(progress, seed, config.seeds)
-        try:
-            check_cancel(cancel)
-            labels, run_history, run_stages, stopped = _run_method(
-                samples, config, seed, progress=hook, cancel=cancel, client=client
-            )
-        except ClusteringCancelled:
-            cancelled = True
-            break
-        if stopped:
-            cancelled = True
-            break
-        runs.append(labels)
-        history.extend({"seed": seed, **row} for row in run_history)
-        if seed == 0:
-            stages = run_stages
+    # HEDGTC on Dask: one local cluster for every seed, not one each.
+    with _seeds_client(config, client) as client:
+        for seed in range(config.seeds):
+            hook = _seed_progress(progress, seed, config.seeds)
+            try:
+                check_cancel(cancel)
+                labels, run_history, run_stages, stopped = _run_method(
+                    samples, config, seed, progress=hook, cancel=cancel, client=client
+                )
+            except ClusteringCancelled:
+                cancelled = True
+                break
+            if stopped:
+                cancelled = True
+                break
+            runs.append(labels)
+            history.extend({"seed": seed, **row} for row in run_history)
+            if seed == 0:
+                stages = run_stages
 
     # Step 2: labels as a (time,) array; -1 when nothing finished.
     labels = runs[0] if runs else np.full(samples.n_samples, NO_LABEL)

@@ -222,3 +222,22 @@ def test_temporal_refinement_repairs_noisy_labels() -> None:
     refined = refine_in_time(X, noisy, 4)
     assert (refined == planted.regime).mean() > (noisy == planted.regime).mean()
     assert smooth_in_time(X, window=1).shape == X.shape
+
+
+def test_hedgtc_seeds_share_one_local_cluster(monkeypatch) -> None:
+    """Several HEDGTC seeds on Dask start one cluster, not one per seed."""
+    import engine.dask_local as dask_local
+
+    pytest.importorskip("distributed", reason="needs the dask extra")
+    started = []
+    real = dask_local.local_cluster
+
+    def counting(n_workers: int, threads_per_worker: int = 1):
+        started.append(n_workers)
+        return real(n_workers, threads_per_worker)
+
+    monkeypatch.setattr(dask_local, "local_cluster", counting)
+    config = ClusteringConfig(method="hedgtc", k=3, seeds=2, workers=1)
+    result = run_clustering(PLANTED.cube, config)
+    assert started == [1]
+    assert not np.isnan(result.metrics["stability"])
