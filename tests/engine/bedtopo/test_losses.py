@@ -186,6 +186,88 @@ def test_subgrid_terms():
     assert terms.radar_loss == 4.0 and terms.n_radar == 1
 
 
+def test_pooled_bedmachine_term_by_hand():
+    """Block means over 2 x 2 cells, each over its BedMachine cells only."""
+    # A 4 x 4 patch, BedMachine 0; radar on cell (0, 0) and cell (3, 3)
+    # outside the valid mask, so block (0, 0) has 3 counted cells.
+    prediction = torch.tensor(
+        [
+            [1.0, -1.0, 5.0, 5.0],
+            [2.0, 4.0, 5.0, 5.0],
+            [3.0, -3.0, 2.0, 0.0],
+            [-3.0, 3.0, 0.0, 9.0],
+        ]
+    )[None, None].requires_grad_()
+    valid = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    valid[0, 0, 3, 3] = False
+    radar_mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    radar_mask[0, 0, 0, 0] = True
+    radar_bed = torch.zeros(1, 1, 4, 4)
+    config = LossConfig(mode="fixed", bedmachine_pool=2)
+
+    terms = BalancedLoss(config)(
+        prediction,
+        bedmachine=torch.zeros(1, 1, 4, 4),
+        valid=valid,
+        radar_bed=radar_bed,
+        radar_mask=radar_mask,
+    )
+
+    # Block means (-1 + 2 + 4) / 3 = 5/3, 5, 0 and (2 + 0 + 0) / 3 = 2/3;
+    # shares 3/4, 1, 1, 3/4; L_b = sum(share * mean^2) / sum(share).
+    means = torch.tensor([5 / 3, 5.0, 0.0, 2 / 3])
+    shares = torch.tensor([0.75, 1.0, 1.0, 0.75])
+    expected = float((shares * means**2).sum() / shares.sum())
+    # float32 sums of a few terms below 30: relative error near 1e-7.
+    assert terms.bedmachine_loss == pytest.approx(expected, rel=1e-6)
+    assert terms.n_bedmachine == 14
+
+
+def test_pooled_term_leaves_relief_inside_a_block_free():
+    """A zero-mean departure inside each block costs nothing when pooled."""
+    generator = torch.Generator().manual_seed(0)
+    relief = torch.randn(1, 1, 8, 8, generator=generator)
+    # Remove each 4 x 4 block's mean: the departure has zero block means.
+    means = torch.nn.functional.avg_pool2d(relief, 4)
+    relief = relief - means.repeat_interleave(4, -2).repeat_interleave(4, -1)
+    bedmachine = torch.zeros(1, 1, 8, 8)
+
+    pooled = BalancedLoss(LossConfig(mode="fixed", bedmachine_pool=4))(
+        relief, bedmachine=bedmachine
+    )
+    per_cell = BalancedLoss(LossConfig(mode="fixed"))(relief, bedmachine=bedmachine)
+
+    # Block means of 16 float32 values of order 1: zero to about 1e-7.
+    assert pooled.bedmachine_loss == pytest.approx(0.0, abs=1e-10)
+    assert per_cell.bedmachine_loss > 0.1
+    # A uniform shift is seen whole by either: 2^2 = 4.
+    shifted = BalancedLoss(LossConfig(mode="fixed", bedmachine_pool=4))(
+        relief + 2.0, bedmachine=bedmachine
+    )
+    assert shifted.bedmachine_loss == pytest.approx(4.0, rel=1e-5)
+
+
+def test_pooled_term_larger_than_the_patch_is_the_patch_mean():
+    """A pool wider than the patch compares the patch's mean."""
+    prediction = torch.arange(9.0).reshape(1, 1, 3, 3)
+
+    terms = BalancedLoss(LossConfig(mode="fixed", bedmachine_pool=32))(
+        prediction, bedmachine=torch.ones(1, 1, 3, 3)
+    )
+
+    # Mean 4 against 1: 3^2.
+    assert terms.bedmachine_loss == pytest.approx(9.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("pool", [0, -2, 1.5, True])
+def test_bad_pool_is_refused(pool):
+    """The pool is a whole number of cells >= 1."""
+    with pytest.raises(ConfigError, match="bedmachine_pool"):
+        LossConfig(bedmachine_pool=pool)
+    assert LossConfig.regularised().bedmachine_pool == 32
+    assert LossConfig.paper().bedmachine_pool == 1
+
+
 def test_shape_mismatch_and_bad_config():
     """Wrong shapes and unknown modes are refused with ConfigError."""
     prediction, batch = _case()
