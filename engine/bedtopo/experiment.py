@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from engine.bedtopo.baselines import BASELINES, fit_predict
@@ -79,6 +80,7 @@ from engine.bedtopo.predict import (
 from engine.bedtopo.splits import (
     Split,
     SplitConfig,
+    block_ids,
     deal_to_folds,
     holdout_lines,
     make_split,
@@ -408,9 +410,12 @@ def inner_split(
     seed: int = 0,
     fold: int = 0,
 ) -> Split:
-    """Split the training picks of a split into fitting and validation lines.
+    """Split the training part of a split into fitting and validation parts.
 
-    The training picks of ``outer`` are grouped into flight lines
+    The validation part mirrors the test: lines for a line split, blocks
+    for a block split.
+
+    Lines: the training picks of ``outer`` are grouped into flight lines
     (:func:`engine.bedtopo.splits.holdout_lines`, with ``outer``'s line
     settings), the lines dealt to ``folds`` folds by pick count, and fold
     ``fold`` becomes the validation set. Fitting picks within ``buffer_m`` of a
@@ -427,10 +432,11 @@ def inner_split(
     outer : Split
         The test split.
     folds : int
-        Number of folds of the training lines, >= 2.
+        Number of folds of the training lines (blocks), >= 2.
     buffer_m : float or None
-        Fitting picks closer than this to a validation pick are dropped, m;
-        ``outer``'s ``buffer_m`` when None.
+        Fitting picks closer than this to a validation pick (cells closer
+        than this to a validation block) are dropped, m; ``outer``'s
+        ``buffer_m`` when None.
     seed : int
         Seed of the tie-breaking when dealing lines.
     fold : int
@@ -442,12 +448,16 @@ def inner_split(
         ``outer`` with ``heldout_picks`` the validation picks and
         ``train_picks`` the fitting picks; the test picks are in neither,
         and their cells stay out of every target. With fewer than two
-        training lines, ``outer`` with no held-out pick (nothing to
-        validate on).
+        training lines (blocks), ``outer`` with no held-out pick (nothing
+        to validate on).
     """
     picks = picks.reset_index(drop=True)
     cfg = outer.config
     buffer_m = cfg.buffer_m if buffer_m is None else buffer_m
+    if not 0 <= fold < folds:
+        raise ConfigError(f"fold must be in 0..{folds - 1}, got {fold!r}")
+    if cfg.kind == "blocks":
+        return _inner_blocks(grid, picks, outer, folds, buffer_m, seed, fold)
     train_positions = outer.train_picks
 
     # Lines of the training picks.
@@ -463,8 +473,6 @@ def inner_split(
         return replace(outer, heldout_picks=empty)
 
     # Validation lines: one fold of the training lines.
-    if not 0 <= fold < folds:
-        raise ConfigError(f"fold must be in 0..{folds - 1}, got {fold!r}")
     fold_of_line = deal_to_folds(counts, folds, seed=seed)
     held = fold_of_line[inverse] == fold
     inside = picks_in_grid(picks, grid)
@@ -478,20 +486,76 @@ def inner_split(
         distance, _ = cKDTree(xy[held]).query(xy[fit], k=1)
         fit[np.flatnonzero(fit)[distance <= buffer_m]] = False
     shape = outer.train_radar_mask.shape
-    validation_cells = np.zeros(shape, dtype=bool)
-    validation_cells[row[held], col[held]] = True
-    fit &= ~validation_cells[row, col]
+    held_cells = np.zeros(shape, dtype=bool)
+    held_cells[row[held], col[held]] = True
+    fit &= ~held_cells[row, col]
     fit_cells = np.zeros(shape, dtype=bool)
     fit_cells[row[fit], col[fit]] = True
 
     return replace(
         outer,
         train_radar_mask=outer.train_radar_mask & fit_cells,
-        heldout_radar_mask=validation_cells,
-        bedmachine_train_mask=outer.bedmachine_train_mask & ~validation_cells,
+        heldout_radar_mask=held_cells,
+        bedmachine_train_mask=outer.bedmachine_train_mask & ~held_cells,
         train_picks=train_positions[fit],
         heldout_picks=train_positions[held],
     )
+
+
+def _inner_blocks(
+    grid: xr.Dataset,
+    picks: pd.DataFrame,
+    outer: Split,
+    folds: int,
+    buffer_m: float,
+    seed: int,
+    fold: int,
+) -> Split:
+    """Validation blocks inside the training part of a block split."""
+    cfg = outer.config
+    shape = outer.patch_allowed.shape
+    spacing = float(abs(grid["x"].values[1] - grid["x"].values[0]))
+    train_positions = outer.train_picks
+    inside = picks_in_grid(picks, grid)
+    row = inside.loc[train_positions, "row"].to_numpy()
+    col = inside.loc[train_positions, "col"].to_numpy()
+
+    # Blocks with training cells, dealt to folds by training-pick count.
+    block_id = block_ids(shape, cfg.block_size_m / spacing)
+    candidates = np.unique(block_id[outer.patch_allowed])
+    if candidates.size < 2:
+        return replace(outer, heldout_picks=np.zeros(0, dtype="int64"))
+    counts = np.bincount(block_id[row, col], minlength=int(block_id.max()) + 1)
+    fold_of_block = np.full(counts.size, -1, dtype="int64")
+    fold_of_block[candidates] = deal_to_folds(counts[candidates], folds, seed=seed)
+
+    # The validation blocks (their training cells) and the band around them.
+    validation_block = (fold_of_block[block_id] == fold) & outer.patch_allowed
+    excluded = validation_block
+    if buffer_m > 0 and validation_block.any():
+        distance = ndimage.distance_transform_edt(~validation_block) * spacing
+        excluded = distance <= buffer_m
+
+    # Fitting picks outside the band; validation picks inside the blocks.
+    held = validation_block[row, col]
+    fit = ~excluded[row, col]
+    return replace(
+        outer,
+        train_radar_mask=outer.train_radar_mask & ~excluded,
+        heldout_radar_mask=_cell_mask(shape, row[held], col[held]),
+        bedmachine_train_mask=outer.bedmachine_train_mask & ~excluded,
+        patch_allowed=outer.patch_allowed & ~excluded,
+        train_picks=train_positions[fit],
+        heldout_picks=train_positions[held],
+        validation_cells=validation_block & outer.bedmachine_train_mask,
+    )
+
+
+def _cell_mask(shape: tuple[int, int], row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Bool mask of the given cells."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[row, col] = True
+    return mask
 
 
 def run_experiment(

@@ -68,6 +68,7 @@ __all__ = [
     "Split",
     "holdout_lines",
     "deal_to_folds",
+    "block_ids",
     "make_split",
     "patch_origins",
 ]
@@ -187,6 +188,11 @@ class Split:
     train_patch_origins : numpy.ndarray or None
         Leaky split only: shape ``(P, 2)``, the (row, col) of the top-left
         cell of each training patch; None for the honest splits.
+    validation_cells : numpy.ndarray or None
+        Bool, shape ``(H, W)``: cells of validation blocks where BedMachine
+        was withheld to be a validation reference, set by the inner split
+        of a block split (:func:`engine.bedtopo.experiment.inner_split`);
+        None otherwise.
     """
 
     config: SplitConfig
@@ -199,6 +205,7 @@ class Split:
     pick_fold: np.ndarray = field(repr=False)
     pick_line: np.ndarray = field(repr=False)
     train_patch_origins: np.ndarray | None = field(default=None, repr=False)
+    validation_cells: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_lines(self) -> int:
@@ -461,11 +468,7 @@ def make_split(
 
     elif config.kind == "blocks":
         # Blocks from the north-west corner, dealt to folds by pick count.
-        block_cells = max(1, int(round(config.block_size_m / spacing)))
-        block_row = np.arange(shape[0]) // block_cells
-        block_col = np.arange(shape[1]) // block_cells
-        n_block_cols = int(block_col[-1]) + 1
-        block_id = block_row[:, None] * n_block_cols + block_col[None, :]
+        block_id = block_ids(shape, config.block_size_m / spacing)
         n_blocks = int(block_id.max()) + 1
         pick_block = block_id[row, col]
         counts = np.bincount(pick_block, minlength=n_blocks)
@@ -533,6 +536,29 @@ def make_split(
         pick_line=pick_line,
         train_patch_origins=origins,
     )
+
+
+def block_ids(shape: tuple[int, int], block_cells: float) -> np.ndarray:
+    """Number the square blocks of a grid from its north-west corner.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)`` cells of the grid.
+    block_cells : float
+        Side of a block in cells (rounded; at least 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape ``(H, W)``: the block of each cell, row by row of
+        blocks; the blocks of the south and east edges may be cut short.
+    """
+    side = max(1, int(round(block_cells)))
+    block_row = np.arange(shape[0]) // side
+    block_col = np.arange(shape[1]) // side
+    n_block_cols = int(block_col[-1]) + 1
+    return (block_row[:, None] * n_block_cols + block_col[None, :]).astype("int64")
 
 
 def _cells(shape: tuple[int, int], row: np.ndarray, col: np.ndarray) -> np.ndarray:

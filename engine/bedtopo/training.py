@@ -10,7 +10,10 @@
 3. cuts the training patches the split allows;
 4. trains the model with Adam (optionally a cyclic learning rate) on the
    balanced loss, and after each epoch scores the held-out radar picks:
-   the RMSE (m) of the predicted bed at each pick's fine cell;
+   the RMSE (m) of the predicted bed at each pick's fine cell (or, for a
+   model that does not take BedMachine as input, trained on a block split
+   whose validation blocks are marked, the RMSE against BedMachine on
+   those blocks, as the test blocks are scored);
 5. stops early when the validation RMSE (or, without held-out picks, the
    training loss) has not improved for ``patience`` epochs, and keeps the
    best epoch's weights.
@@ -68,6 +71,7 @@ from engine.bedtopo.models import (
     DeepTopoNetConfig,
     PaperModel,
     PaperModelConfig,
+    block_mean,
 )
 from engine.bedtopo.patches import PatchDataset, grid_targets, training_origins
 from engine.bedtopo.splits import Split, SplitConfig, make_split
@@ -428,8 +432,11 @@ def train(
         ``loss``, ``radar_loss``, ``bedmachine_loss`` (means over the
         epoch's batches, m^2 for the default loss), ``gamma_radar``,
         ``gamma_bedmachine`` (means), ``val_rmse`` (m, the held-out picks;
-        None without), ``bedmachine_rmse`` (m, BedMachine at the same
-        picks), ``lr``, ``best_epoch``, ``seconds`` elapsed,
+        None without; for a model without BedMachine among its inputs and
+        a split with ``validation_cells``, the 150 m bed against
+        BedMachine on those cells instead), ``bedmachine_rmse`` (m,
+        BedMachine at the held-out picks; None when validated on
+        ``validation_cells``), ``lr``, ``best_epoch``, ``seconds`` elapsed,
         ``seconds_left`` (estimated for the remaining epochs) and
         ``batches`` (optimiser steps in the epoch).
     cancel : object with ``is_set()``, optional
@@ -526,11 +533,17 @@ def train(
     amp = config.mixed_precision and device.type == "cuda"
     grad_scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
-    # Held-out picks and BedMachine's own score there.
+    # Held-out picks and BedMachine's own score there; or, for a model
+    # that does not see BedMachine, BedMachine in validation blocks.
     validation = _validation_set(grid, picks, split, config.factor)
     bedmachine_rmse = None
     if validation is not None:
         bedmachine_rmse = _rmse(validation["bedmachine_at_picks"], validation["bed"])
+    blocks = None
+    if split is not None and not feature_config.include_bedmachine:
+        blocks = _validation_blocks(split, grid)
+    if blocks is not None:
+        validation, bedmachine_rmse = None, None
 
     # The CPU settings of the run, restored in the finally below.
     old_threads = torch.get_num_threads()
@@ -571,6 +584,10 @@ def train(
             if validation is not None:
                 val_rmse = _validate(
                     model, features.values, targets, validation, config.factor, device
+                )
+            elif blocks is not None:
+                val_rmse = _validate_blocks(
+                    model, features.values, targets, blocks, config.factor, device
                 )
             score = val_rmse if val_rmse is not None else means["loss"]
             if score < best_score:
@@ -755,6 +772,47 @@ def _validate(
         validation["row"] - factor * top, validation["col"] - factor * left
     ]
     return _rmse(predicted, validation["bed"])
+
+
+def _validation_blocks(split: Split, grid: xr.Dataset) -> dict[str, Any] | None:
+    """Cells of the split's validation blocks and their window, or None."""
+    if split.validation_cells is None:
+        return None
+    bedmachine = grid["bed_bedmachine"].transpose("y", "x").to_numpy()
+    cells = split.validation_cells & np.isfinite(bedmachine)
+    if not cells.any():
+        return None
+    rows, cols = np.nonzero(cells)
+    height, width = cells.shape
+    top = max(int(rows.min()) - _VALIDATION_MARGIN, 0)
+    bottom = min(int(rows.max()) + _VALIDATION_MARGIN + 1, height)
+    left = max(int(cols.min()) - _VALIDATION_MARGIN, 0)
+    right = min(int(cols.max()) + _VALIDATION_MARGIN + 1, width)
+    return {"window": (top, bottom, left, right), "cells": cells}
+
+
+def _validate_blocks(
+    model: nn.Module,
+    features: np.ndarray,
+    targets: Any,
+    blocks: dict[str, Any],
+    factor: int,
+    device: torch.device,
+) -> float:
+    """RMSE (m) of the 150 m bed against BedMachine in validation blocks."""
+    # Predict the window around the blocks in one pass, in eval mode.
+    top, bottom, left, right = blocks["window"]
+    model.eval()
+    with torch.no_grad():
+        window = torch.as_tensor(features[None, :, top:bottom, left:right]).to(device)
+        base = torch.as_tensor(targets.bedmachine[None, None, top:bottom, left:right])
+        prediction = _forward(model, window, base.to(device)).float()
+        coarse = block_mean(prediction, factor)[0, 0].cpu().numpy()
+
+    # Compare on the blocks' cells.
+    cells = blocks["cells"][top:bottom, left:right]
+    reference = targets.bedmachine[top:bottom, left:right]
+    return _rmse(coarse[cells], reference[cells])
 
 
 def _rmse(predicted: np.ndarray, observed: np.ndarray) -> float:

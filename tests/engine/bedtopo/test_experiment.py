@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from engine.bedtopo.errors import ConfigError, FeatureError
 from engine.bedtopo.experiment import (
@@ -25,6 +26,7 @@ from engine.bedtopo.predict import predict_region
 from engine.bedtopo.splits import SplitConfig, make_split
 from engine.bedtopo.training import TrainConfig
 from engine.data.errors import DataWarning
+from engine.data.radar import picks_in_grid
 from engine.data.twin import make_twin
 
 #: A narrow trunk and two epochs: the whole experiment takes seconds.
@@ -236,6 +238,60 @@ def test_inner_split_folds_partition_the_training_lines(twin):
     assert set().union(*held) == set(outer.train_picks.tolist())
     with pytest.raises(ConfigError, match="fold"):
         inner_split(twin.grid, twin.radar, outer, folds=3, fold=3)
+
+
+#: 1.5 km blocks (10 cells) of the 40 x 40 twin, one cell of buffer.
+BLOCKS = SplitConfig(kind="blocks", n_folds=4, block_size_m=1500.0, buffer_m=150.0)
+
+
+def _distance_to(mask):
+    """Distance (m) of every cell to the nearest cell of the mask."""
+    return ndimage.distance_transform_edt(~mask) * 150.0
+
+
+def test_inner_block_split_mirrors_the_test_blocks(twin):
+    """Validation blocks lie in the training part, with their own buffer."""
+    outer = make_split(twin.grid, twin.radar, BLOCKS)
+    inner = inner_split(twin.grid, twin.radar, outer, folds=3, buffer_m=300.0)
+    cells = inner.validation_cells
+    rows, cols = _picks_rows_cols(twin)
+
+    # Validation blocks: training cells of the test split, not BedMachine
+    # targets any more, and no patch within the buffer of them.
+    assert cells is not None and cells.any()
+    assert not (cells & ~outer.patch_allowed).any()
+    assert not (inner.bedmachine_train_mask & cells).any()
+    assert _distance_to(cells)[inner.patch_allowed].min() > 300.0
+    assert not (inner.patch_allowed & ~outer.patch_allowed).any()
+
+    # Validation picks inside the blocks, fitting picks beyond the band.
+    held, fit = inner.heldout_picks, inner.train_picks
+    assert len(held) and cells[rows[held], cols[held]].all()
+    assert (_distance_to(cells)[rows[fit], cols[fit]] > 300.0).all()
+    test = set(outer.heldout_picks.tolist())
+    assert not test & (set(held.tolist()) | set(fit.tolist()))
+
+
+def test_inner_block_folds_partition_the_training_cells(twin):
+    """The validation blocks of the folds tile the training part."""
+    outer = make_split(twin.grid, twin.radar, BLOCKS)
+    masks = [
+        inner_split(twin.grid, twin.radar, outer, folds=3, buffer_m=0.0, fold=f)
+        .validation_cells
+        for f in range(3)
+    ]
+    assert all(mask.any() for mask in masks)
+    assert (sum(mask.astype(int) for mask in masks) == outer.patch_allowed).all()
+
+
+def _picks_rows_cols(twin):
+    """Row and column of every pick of the twin (-1 outside the grid)."""
+    inside = picks_in_grid(twin.radar.reset_index(drop=True), twin.grid)
+    rows = np.full(len(twin.radar), -1)
+    cols = np.full(len(twin.radar), -1)
+    rows[inside.index] = inside["row"]
+    cols[inside.index] = inside["col"]
+    return rows, cols
 
 
 @pytest.fixture(scope="module")
