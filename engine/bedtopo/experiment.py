@@ -36,7 +36,8 @@ training; the first member's, the others' in ``members/1``, ...),
 ``prediction.nc``, ``scores.csv``, ``metrics.json``, ``heldout.csv`` and,
 last, ``config.json``, which holds the training settings read by
 :func:`engine.bedtopo.training.load_model` and the experiment settings;
-a folder whose ``config.json`` lacks them is not a finished experiment. :func:`load_experiment` reads a folder back.
+a folder whose ``config.json`` lacks them is not a finished experiment.
+:func:`load_experiment` reads a folder back.
 
 Nothing here prints; progress goes to the callback, notices to
 ``warnings`` (:class:`ExperimentWarning`) and ``logging``.
