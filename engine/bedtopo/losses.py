@@ -108,9 +108,11 @@ gave 0.662, 0.692 and 0.640 (away 0.747, 0.730, 0.674), and its
 held-out radar RMSE was lower on all three. On Helheim (lines held out,
 4 folds, two training seeds) the held-out RMSE was 68.8 and 64.8 m with
 pool 1 and 63.9 and 65.8 m with pool 32: no worse, within the
-seed-to-seed spread. Pools of 8 and 16 cells fell between on the twin
-and did worse on Helheim (70.3 and 71.7 m, seed 0), and lowering
-``w_b`` to 0.3 with pool 32 made training unstable on the twin.
+seed-to-seed spread; with the standard preset, 67.6 m with pool 1 and
+69.3 m with pool 32 (one seed each), a little worse. Pools of 8 and 16
+cells fell between on the twin and did worse on Helheim (70.3 and 71.7 m,
+seed 0), and lowering ``w_b`` to 0.3 with pool 32 made training unstable
+on the twin.
 
 References
 ----------

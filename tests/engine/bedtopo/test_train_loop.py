@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -111,6 +112,56 @@ def test_min_batches_fills_small_epochs(twin):
 def test_min_batches_must_not_be_negative():
     with pytest.raises(ConfigError, match="min_batches"):
         TrainConfig.quick(min_batches=-1)
+
+
+def test_min_epochs_delays_selection_and_stopping(twin):
+    """No epoch before the warm-up is kept, and patience counts from it."""
+    config = TrainConfig.quick(**TINY, epochs=4, patience=1, min_epochs=3)
+    result = train(twin.grid, twin.radar, config)
+
+    # Epochs 1 and 2 choose nothing; epoch 3 is the first that may.
+    assert [record["best_epoch"] for record in result.history[:3]] == [0, 0, 3]
+    assert result.best_epoch >= 3
+
+
+def test_min_epochs_longer_than_the_run_keeps_the_last_epoch(twin):
+    config = TrainConfig.quick(**TINY, epochs=2, patience=0, min_epochs=5)
+    result = train(twin.grid, twin.radar, config)
+    assert [record["best_epoch"] for record in result.history] == [0, 2]
+    with pytest.raises(ConfigError, match="min_epochs"):
+        TrainConfig.quick(min_epochs=-1)
+
+
+def test_average_epochs_keeps_the_moving_average(twin):
+    """The kept weights are the average's: the trained ones at no memory."""
+    plain = TrainConfig.quick(**TINY, epochs=2, patience=0)
+    states = {}
+    for average_epochs in (0.0, 1e-9, 1e6):
+        result = train(
+            twin.grid, twin.radar, replace(plain, average_epochs=average_epochs)
+        )
+        states[average_epochs] = result.model.state_dict()
+
+    # A memory of 1e-9 epochs is a decay of 0: the weights as trained
+    # (the same seed, on a CPU: equal to float rounding, 1e-6).
+    for name, value in states[0.0].items():
+        torch.testing.assert_close(
+            states[1e-9][name].float(), value.float(), rtol=1e-6, atol=1e-6
+        )
+
+    # A memory of a million epochs holds the weights of the first step,
+    # which two epochs of training move away from.
+    moved = [
+        float((states[1e6][name] - value).abs().max())
+        for name, value in states[0.0].items()
+        if value.is_floating_point()
+    ]
+    assert max(moved) > 1e-3
+
+
+def test_average_epochs_must_not_be_negative():
+    with pytest.raises(ConfigError, match="average_epochs"):
+        TrainConfig.quick(average_epochs=-1.0)
 
 
 def test_cancel_after_first_epoch(twin):
