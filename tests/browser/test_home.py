@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -40,9 +41,15 @@ def test_home_map_shows_demo_grid_and_radar_offline(
     page.screenshot(path=str(screenshot_dir / "home.png"), full_page=True)
 
     # Zooming to the demo region redraws the map around the Helheim grid.
+    # While the script reruns, the old map's iframe stays beside the new
+    # one for a moment; look inside once one is left.
     page.get_by_text("Helheim demo", exact=True).click()
-    frame = page.frame_locator('iframe[title="streamlit_folium.st_folium"]')
-    frame.locator("path.leaflet-interactive").first.wait_for(timeout=30_000)
+    maps = page.locator('iframe[title="streamlit_folium.st_folium"]')
+    expect(maps).to_have_count(1, timeout=30_000)
+    frame = page.frame_locator('iframe[title="streamlit_folium.st_folium"]').first
+    expect(frame.locator("path.leaflet-interactive").first).to_be_visible(
+        timeout=30_000
+    )
     page.wait_for_timeout(1500)
     page.screenshot(path=str(screenshot_dir / "home_helheim.png"), full_page=True)
     assert page.blocked_requests == []
