@@ -15,8 +15,10 @@
    whose validation blocks are marked, the RMSE against BedMachine on
    those blocks, as the test blocks are scored);
 5. stops early when the validation RMSE (or, without held-out picks, the
-   training loss) has not improved for ``patience`` epochs, and keeps the
-   best epoch's weights.
+   training loss) has not improved for ``patience`` epochs after an
+   optional warm-up (``min_epochs``), and keeps the best epoch's weights
+   (or, with ``average_epochs``, their moving average, which is then
+   what step 4 scores).
 
 A run folder, when given, holds ``model.pt`` (the best state dict),
 ``config.json`` (the training and model settings), ``scaler.json`` (the
@@ -568,6 +570,7 @@ def train(
             cycle_momentum=False,
         )
     amp = config.mixed_precision and device.type == "cuda"
+    grad_scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     # The moving average of the weights, when asked for: what is scored.
     averaged = None
@@ -577,7 +580,6 @@ def train(
             model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
         )
     scored = model if averaged is None else averaged.module
-    grad_scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     # Held-out picks and BedMachine's own score there; or, for a model
     # that does not see BedMachine, BedMachine in validation blocks.
