@@ -68,31 +68,13 @@ def lines(
     config: ExperimentConfig, folds: list[int], n_folds: int, buffer_m: float
 ) -> pd.DataFrame:
     """Mean point scores per method over the given folds of a line split."""
-    grid, picks = helheim()
-    tables = []
-    for fold in folds:
-        start = time.perf_counter()
-        split = SplitConfig(kind="lines", n_folds=n_folds, fold=fold, buffer_m=buffer_m)
-        result = run_experiment(grid, picks, replace(config, split=split))
-        table = result.table[POINT_COLUMNS].copy()
-        # The std's calibration factor belongs to the model alone.
-        table["sigma_calibration"] = float("nan")
-        table.iloc[0, table.columns.get_loc("sigma_calibration")] = result.metrics[
-            "sigma_calibration"
-        ]
-        tables.append(table)
-        model = table.iloc[0]
-        print(
-            f"  fold {fold}: model RMSE {model['points.rmse']:.1f} m, BedMachine "
-            f"{table.loc['bedmachine', 'points.rmse']:.1f} m, "
-            f"{time.perf_counter() - start:.0f} s",
-            flush=True,
-        )
-    mean = pd.concat(tables).groupby(level=0, sort=False).mean()
-    mean["rmse_over_bedmachine"] = mean["points.rmse"] / mean.loc[
-        "bedmachine", "points.rmse"
+    splits = [
+        SplitConfig(kind="lines", n_folds=n_folds, fold=fold, buffer_m=buffer_m)
+        for fold in folds
     ]
-    return mean
+    return _over_folds(
+        config, splits, POINT_COLUMNS, "points.rmse", "bedmachine", calibration=True
+    )
 
 
 def blocks(config: ExperimentConfig, folds: list[int]) -> pd.DataFrame:
@@ -101,27 +83,52 @@ def blocks(config: ExperimentConfig, folds: list[int]) -> pd.DataFrame:
     Scores against BedMachine where it was withheld, averaged over the
     given folds of four.
     """
-    grid, picks = helheim()
+    splits = [
+        SplitConfig(kind="blocks", n_folds=4, fold=fold, block_size_m=10_000.0)
+        for fold in folds
+    ]
     columns = ["withheld.n", "withheld.rmse", "withheld.mae", "withheld.bias"]
+    return _over_folds(config, splits, columns, "withheld.rmse", "gbr_surface")
+
+
+def _over_folds(
+    config: ExperimentConfig,
+    splits: list[SplitConfig],
+    columns: list[str],
+    rmse: str,
+    reference: str,
+    *,
+    calibration: bool = False,
+) -> pd.DataFrame:
+    """Scores per method of each split on Helheim, a line per fold, and their mean.
+
+    The mean gains ``rmse_over_<reference>``; with ``calibration``, a
+    ``sigma_calibration`` column on the model's row.
+    """
+    grid, picks = helheim()
     tables = []
-    for fold in folds:
+    for split in splits:
+        # One experiment on the fold, its scores kept.
         start = time.perf_counter()
-        split = SplitConfig(
-            kind="blocks", n_folds=4, fold=fold, block_size_m=10_000.0
-        )
         result = run_experiment(grid, picks, replace(config, split=split))
         table = result.table[columns].copy()
+        if calibration:
+            # The std's calibration factor belongs to the model alone.
+            table["sigma_calibration"] = float("nan")
+            table.loc[table.index[0], "sigma_calibration"] = result.metrics[
+                "sigma_calibration"
+            ]
         tables.append(table)
         print(
-            f"  fold {fold}: paper RMSE {table.iloc[0]['withheld.rmse']:.1f} m, "
-            f"gradient boosting {table.loc['gbr_surface', 'withheld.rmse']:.1f} m, "
+            f"  fold {split.fold}: {table.index[0]} RMSE {table.iloc[0][rmse]:.1f} m, "
+            f"{reference} {table.loc[reference, rmse]:.1f} m, "
             f"{time.perf_counter() - start:.0f} s",
             flush=True,
         )
+
+    # The mean per method, and the RMSE over the reference's.
     mean = pd.concat(tables).groupby(level=0, sort=False).mean()
-    mean["rmse_over_gbr_surface"] = (
-        mean["withheld.rmse"] / mean.loc["gbr_surface", "withheld.rmse"]
-    )
+    mean[f"rmse_over_{reference}"] = mean[rmse] / mean.loc[reference, rmse]
     return mean
 
 

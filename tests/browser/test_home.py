@@ -46,7 +46,7 @@ def test_home_map_shows_demo_grid_and_radar_offline(
     page.get_by_text("Helheim demo", exact=True).click()
     maps = page.locator('iframe[title="streamlit_folium.st_folium"]')
     expect(maps).to_have_count(1, timeout=30_000)
-    frame = page.frame_locator('iframe[title="streamlit_folium.st_folium"]').first
+    frame = maps.first.content_frame
     expect(frame.locator("path.leaflet-interactive").first).to_be_visible(
         timeout=30_000
     )
